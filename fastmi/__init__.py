@@ -1,0 +1,5 @@
+"""fastmi: fast, differentiable mutual information between neural-network layers."""
+from .api import layer_mi
+
+__version__ = "0.1.0"
+__all__ = ["layer_mi"]

@@ -1,0 +1,40 @@
+"""Checks shared by every estimator: a clear error for each kind of bad input, never a silent wrong number."""
+import torch
+
+
+def as_sample_matrix(x, name):
+    """(N, D) view of one input: 1-d is N samples of one feature; more than 2 dims flatten per sample."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have a sample dimension, got a 0-d tensor")
+    x = x.reshape(x.shape[0], -1)
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} has no features: shape {tuple(x.shape)}")
+    return x
+
+
+def paired_samples(a, b, check_finite=True):
+    """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db)."""
+    shapes = f"a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}" \
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) else ""
+    a2, b2 = as_sample_matrix(a, "a"), as_sample_matrix(b, "b")
+    if a2.device != b2.device:
+        raise ValueError(f"a and b must be on the same device, got {a2.device} and {b2.device}")
+    if a2.shape[0] != b2.shape[0]:
+        raise ValueError(f"a and b must have the same number of samples (dim 0): {shapes}")
+    if a2.shape[0] < 2:
+        raise ValueError(f"MI needs at least 2 samples, got N = {a2.shape[0]}")
+    if check_finite:
+        for name, x in (("a", a2), ("b", b2)):
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check)")
+    return a2, b2
+
+
+def choice(value, name, allowed):
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value

@@ -1,0 +1,102 @@
+"""Pairwise-distance Gaussian-KDE MI (DESIGN.md, estimator 1): autograd Function and back-end dispatch.
+
+    SA_i = sum_j exp(-alpha_ij),  SB_i = sum_j exp(-beta_ij),  SJ_i = sum_j exp(-alpha_ij - beta_ij)
+    I = (1/N) sum_i [ln SJ_i - ln SA_i - ln SB_i] + ln N        (nats; ln(N - 1) when leaving one out)
+
+with alpha_ij = ||a_i - a_j||^2 / (2 sigma_a^2) (KL bound) or / (8 sigma_a^2) (Bhattacharyya bound).
+The inputs are centred and scaled here so that a back-end only sees exp2(-||x_i - x_j||^2).
+"""
+import math
+import os
+import warnings
+
+import torch
+
+from . import kde_cpu
+from .bandwidth import column_bandwidths, split_sigma
+
+LOG2E = 1.0 / math.log(2.0)
+BOUND_FACTOR = {"kl": 1.0 / 2.0, "bhattacharyya": 1.0 / 8.0}  # alpha = factor * ||da / sigma||^2
+BACKENDS = ("auto", "triton", "torch")
+SATURATION = 0.95  # warn when the estimate is within 5% of its ceiling ln N
+
+
+def interpreting():
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _triton_backend():
+    from .kernels import kde as kernels
+    return kernels.kde_forward, kernels.kde_backward
+
+
+def _torch_backend():
+    return kde_cpu.forward, kde_cpu.backward
+
+
+def select_backend(name, like):
+    """(forward, backward, operand dtype) of the back-end that runs tensors like `like`."""
+    if name == "auto":
+        triton_ok = (like.is_cuda or interpreting()) and like.dtype != torch.float64
+        name = "triton" if triton_ok else "torch"
+    if name == "torch":
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        return (*_torch_backend(), dtype)
+    if like.dtype == torch.float64:
+        raise TypeError("backend='triton' takes float32, float16 or bfloat16 inputs; "
+                        "use backend='torch' for float64")
+    if not (like.is_cuda or interpreting()):
+        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels "
+                         f"on the CPU), got a tensor on {like.device}")
+    return (*_triton_backend(), like.dtype)
+
+
+class KDEMutualInformation(torch.autograd.Function):
+    """mean_i(ln SJ_i - ln SA_i - ln SB_i) of pre-scaled x, y; saves the 3N log-sums for backward."""
+
+    @staticmethod
+    def forward(ctx, x, y, loo, forward, backward):
+        log_sums = forward(x, y, loo)
+        ctx.save_for_backward(x, y, log_sums)
+        ctx.loo, ctx.backward_fn = loo, backward
+        return (log_sums[2] - log_sums[0] - log_sums[1]).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, log_sums = ctx.saved_tensors
+        gx, gy = ctx.backward_fn(x, y, log_sums, ctx.loo)
+        # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j S_kj (x_k - x_j)
+        scale = grad * (2.0 * math.log(2.0) / x.shape[0])
+        return (gx * scale).to(x.dtype), (gy * scale).to(y.dtype), None, None, None
+
+
+def kernel_operand(x, spec, bound, dtype):
+    """Centre x and scale column c by sqrt(factor * log2 e) / sigma_c, so pair kernels are exp2(-d^2)."""
+    work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    bandwidths = column_bandwidths(x, spec)
+    scale = (math.sqrt(BOUND_FACTOR[bound] * LOG2E) / bandwidths).to(work_dtype)
+    work = x.to(work_dtype)
+    centred = work - work.detach().mean(dim=0)  # distances are translation invariant; limits cancellation
+    return (centred * scale).to(dtype).contiguous()
+
+
+def kde_mi(a, b, sigma, bound, loo, backend):
+    """KDE MI in nats of validated (N, Da), (N, Db) inputs of one dtype."""
+    forward, backward, dtype = select_backend(backend, a)
+    spec_a, spec_b = split_sigma(sigma)
+    x = kernel_operand(a, spec_a, bound, dtype)
+    y = kernel_operand(b, spec_b, bound, dtype)
+    n = a.shape[0]
+    estimate = KDEMutualInformation.apply(x, y, loo, forward, backward) + math.log(n - 1 if loo else n)
+    _warn_if_saturated(float(estimate.detach()), n, sigma)
+    return estimate.to(a.dtype)
+
+
+def _warn_if_saturated(value, n, sigma):
+    ceiling = math.log(n)
+    if value >= SATURATION * ceiling:
+        warnings.warn(
+            f"KDE MI estimate {value:.4g} nats is within {100 * (1 - SATURATION):.0f}% of its ceiling "
+            f"ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
+            "every point only sees itself and the estimate is saturated. Use a larger sigma or a rule "
+            "such as 'median'.", RuntimeWarning, stacklevel=3)

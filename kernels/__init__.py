@@ -1,0 +1,1 @@
+"""Triton kernels and their launchers only (no autograd, no API); installed as fastmi.kernels."""

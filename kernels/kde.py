@@ -1,0 +1,245 @@
+"""Triton kernels of the pairwise Gaussian-KDE MI estimator (autograd and API: fastmi/kde.py).
+
+Both kernels take inputs that fastmi.kde has already centred and scaled so that the Gaussian kernel
+of a pair is exp2(-||x_i - x_j||^2) (bandwidth, bound and log2(e) folded into the scale). They work
+on (BM x BN) tiles of pairs built from Gram tiles, never on an N x N buffer:
+
+    d_ij = |x_i|^2 + |x_j|^2 - 2 x_i.x_j  (clamped at 0, diagonal forced to 0)
+
+Forward, per row i and column split:   L_i = ln sum_j exp2(-d_ij)   for x, y and the joint (d^x + d^y).
+Backward, per row k:  G_k = sum_j S_kj (x_k - x_j)   with S = W + W^T, W = P^x - P^joint (DESIGN.md).
+"""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+LN2 = math.log(2.0)
+LOG2E = 1.0 / LN2
+
+
+@triton.jit
+def _neg_sq_dist_tile(X, norms, rows, cols, N, D, stride, LOO: tl.constexpr,
+                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                      DOT_PRECISION: tl.constexpr):
+    """-d_ij for a (BM x BN) tile; -inf where column j is out of range (and on the diagonal if LOO)."""
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for k in range(0, D, BK):
+        f = k + tl.arange(0, BK)
+        xi = tl.load(X + rows[:, None] * stride + f[None, :],
+                     mask=(rows[:, None] < N) & (f[None, :] < D), other=0.0)
+        xj = tl.load(X + cols[:, None] * stride + f[None, :],
+                     mask=(cols[:, None] < N) & (f[None, :] < D), other=0.0)
+        acc = tl.dot(xi, tl.trans(xj), acc, input_precision=DOT_PRECISION)
+    ni = tl.load(norms + rows, mask=rows < N, other=0.0)
+    nj = tl.load(norms + cols, mask=cols < N, other=0.0)
+    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0)
+    diagonal = rows[:, None] == cols[None, :]
+    if LOO:
+        d = tl.where(diagonal, float("inf"), d)
+    else:
+        d = tl.where(diagonal, 0.0, d)
+    return tl.where(cols[None, :] < N, -d, float("-inf"))
+
+
+@triton.jit
+def _online_log2_sum(m, s, t):
+    """Running (max, sum) of exp2 over a row: sum_j exp2(t_j) = exp2(m) * s (flash-attention style)."""
+    m_new = tl.maximum(m, tl.max(t, 1))
+    shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+    s = s * tl.exp2(m - shift) + tl.sum(tl.exp2(t - shift[:, None]), 1)
+    return m_new, s
+
+
+@triton.jit
+def _kde_fwd_kernel(X, Y, NX, NY, L, N, DX, DY, stride_x, stride_y, cols_per_split,
+                    LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                    BKX: tl.constexpr, BKY: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    pid_m = tl.program_id(0)
+    split = tl.program_id(1)
+    n_splits = tl.num_programs(1)
+    rows = pid_m * BM + tl.arange(0, BM)
+    # Without LOO every exponent is <= 0 and the diagonal gives exactly 0: the row max is 0, so
+    # plain sums in [1, N] need no rescaling and the joint term is exp2(tx) * exp2(ty) (2 exps/pair).
+    mx = tl.zeros((BM,), dtype=tl.float32)
+    my = tl.zeros((BM,), dtype=tl.float32)
+    mj = tl.zeros((BM,), dtype=tl.float32)
+    if LOO:
+        mx = mx + float("-inf")
+        my = my + float("-inf")
+        mj = mj + float("-inf")
+    sx = tl.zeros((BM,), dtype=tl.float32)
+    sy = tl.zeros((BM,), dtype=tl.float32)
+    sj = tl.zeros((BM,), dtype=tl.float32)
+    col_lo = split * cols_per_split
+    for start in range(col_lo, col_lo + cols_per_split, BN):
+        cols = start + tl.arange(0, BN)
+        tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
+        ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
+        if LOO:
+            mx, sx = _online_log2_sum(mx, sx, tx)
+            my, sy = _online_log2_sum(my, sy, ty)
+            mj, sj = _online_log2_sum(mj, sj, tx + ty)
+        else:
+            ex = tl.exp2(tx)
+            ey = tl.exp2(ty)
+            sx += tl.sum(ex, 1)
+            sy += tl.sum(ey, 1)
+            sj += tl.sum(ex * ey, 1)
+    keep = rows < N
+    out = L + split * N + rows
+    tl.store(out, (mx + tl.log2(sx)) * 0.6931471805599453, mask=keep)
+    tl.store(out + n_splits * N, (my + tl.log2(sy)) * 0.6931471805599453, mask=keep)
+    tl.store(out + 2 * n_splits * N, (mj + tl.log2(sj)) * 0.6931471805599453, mask=keep)
+
+
+@triton.jit
+def _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO: tl.constexpr):
+    """S^x_kj and S^y_kj of one tile from exponents t and base-2 log-sums l (rows i, columns j).
+
+    S^x_kj = P^x_kj + P^x_jk - P^J_kj - P^J_jk with P^x_kj = exp2(t_kj - l^x_k) (DESIGN.md, backward).
+    Without LOO l >= 0, so exp2(t) * (exp2(-l_k) + exp2(-l_j)) cannot overflow: 2 exps per pair.
+    """
+    if LOO:
+        tj = tx + ty
+        pj = tl.exp2(tj - lj_i[:, None]) + tl.exp2(tj - lj_j[None, :])
+        w_x = tl.exp2(tx - lx_i[:, None]) + tl.exp2(tx - lx_j[None, :]) - pj
+        w_y = tl.exp2(ty - ly_i[:, None]) + tl.exp2(ty - ly_j[None, :]) - pj
+    else:
+        ex = tl.exp2(tx)
+        ey = tl.exp2(ty)
+        pj = ex * ey * (tl.exp2(-lj_i)[:, None] + tl.exp2(-lj_j)[None, :])
+        w_x = ex * (tl.exp2(-lx_i)[:, None] + tl.exp2(-lx_j)[None, :]) - pj
+        w_y = ey * (tl.exp2(-ly_i)[:, None] + tl.exp2(-ly_j)[None, :]) - pj
+    return w_x, w_y
+
+
+@triton.jit
+def _weighted_diff_tile(acc, w, X, rows, cols, feats, N, D, stride, DOT_PRECISION: tl.constexpr):
+    """acc += w @ X[cols, feats] (the sum_j S_kj x_j half of G_k)."""
+    xj = tl.load(X + cols[:, None] * stride + feats[None, :],
+                 mask=(cols[:, None] < N) & (feats[None, :] < D), other=0.0)
+    return tl.dot(w.to(xj.dtype), xj, acc, input_precision=DOT_PRECISION)
+
+
+@triton.jit
+def _store_grad(G, acc, rowsum, X, rows, feats, N, D, stride):
+    """G_k = (sum_j S_kj) x_k - sum_j S_kj x_j for one split's share of the columns."""
+    mask = (rows[:, None] < N) & (feats[None, :] < D)
+    xi = tl.load(X + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0).to(tl.float32)
+    tl.store(G + rows[:, None] * D + feats[None, :], rowsum[:, None] * xi - acc, mask=mask)
+
+
+@triton.jit
+def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, DX, DY, stride_x, stride_y, cols_per_split,
+                    LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+                    BKX: tl.constexpr, BKY: tl.constexpr, BF: tl.constexpr,
+                    DOT_PRECISION: tl.constexpr):
+    pid_m = tl.program_id(0)
+    split = tl.program_id(1)
+    chunk = tl.program_id(2)
+    rows = pid_m * BM + tl.arange(0, BM)
+    feats = chunk * BF + tl.arange(0, BF)
+    lx_i = tl.load(L + rows, mask=rows < N, other=0.0) * 1.4426950408889634
+    ly_i = tl.load(L + N + rows, mask=rows < N, other=0.0) * 1.4426950408889634
+    lj_i = tl.load(L + 2 * N + rows, mask=rows < N, other=0.0) * 1.4426950408889634
+    acc_x = tl.zeros((BM, BF), dtype=tl.float32)
+    acc_y = tl.zeros((BM, BF), dtype=tl.float32)
+    rowsum_x = tl.zeros((BM,), dtype=tl.float32)
+    rowsum_y = tl.zeros((BM,), dtype=tl.float32)
+    col_lo = split * cols_per_split
+    for start in range(col_lo, col_lo + cols_per_split, BN):
+        cols = start + tl.arange(0, BN)
+        tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
+        ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
+        lx_j = tl.load(L + cols, mask=cols < N, other=0.0) * 1.4426950408889634
+        ly_j = tl.load(L + N + cols, mask=cols < N, other=0.0) * 1.4426950408889634
+        lj_j = tl.load(L + 2 * N + cols, mask=cols < N, other=0.0) * 1.4426950408889634
+        w_x, w_y = _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO)
+        rowsum_x += tl.sum(w_x, 1)
+        rowsum_y += tl.sum(w_y, 1)
+        acc_x = _weighted_diff_tile(acc_x, w_x, X, rows, cols, feats, N, DX, stride_x, DOT_PRECISION)
+        acc_y = _weighted_diff_tile(acc_y, w_y, Y, rows, cols, feats, N, DY, stride_y, DOT_PRECISION)
+    _store_grad(GX + split * N * DX, acc_x, rowsum_x, X, rows, feats, N, DX, stride_x)
+    _store_grad(GY + split * N * DY, acc_y, rowsum_y, Y, rows, feats, N, DY, stride_y)
+
+
+# ----------------------------------------------------------------------------------- launchers
+
+def _is_interpreting():
+    import os
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _feature_block(d):
+    return max(16, min(64, triton.next_power_of_2(d)))
+
+
+def _dot_precision(dtype):
+    # tf32 alone truncates the operands and biases distances at D >= 256; tf32x3 keeps ~fp32 accuracy.
+    return "tf32x3" if dtype == torch.float32 else "ieee"
+
+
+def _column_splits(n, bm, bn, splits):
+    """Columns per split (a multiple of BN) and the split count: enough programs to fill the GPU."""
+    col_blocks = triton.cdiv(n, bn)
+    if splits is None:
+        if _is_interpreting():
+            splits = 1
+        else:
+            sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+            splits = triton.cdiv(2 * sms, triton.cdiv(n, bm))
+    splits = max(1, min(int(splits), col_blocks))
+    cols_per_split = triton.cdiv(col_blocks, splits) * bn
+    return cols_per_split, triton.cdiv(n, cols_per_split)
+
+
+def _check_operands(x, y):
+    assert x.dim() == 2 and y.dim() == 2 and x.shape[0] == y.shape[0], (x.shape, y.shape)
+    assert x.is_contiguous() and y.is_contiguous(), "kernels index rows with stride(0), columns with 1"
+    assert x.dtype == y.dtype and x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
+    assert x.device == y.device
+
+
+def _sq_norms(x):
+    # From the same rounded operands that enter tl.dot, so that d_ii is ~0 and d_ij is consistent.
+    return x.float().square().sum(1).contiguous()
+
+
+FWD_BLOCKS = dict(BM=64, BN=64)
+BWD_BLOCKS = dict(BM=64, BN=64, BF=64)
+
+
+def kde_forward(x, y, loo, splits=None):
+    """Per-row natural-log kernel sums, float32 tensor (3, N): rows ln SX, ln SY, ln SJ."""
+    _check_operands(x, y)
+    n, dx = x.shape
+    dy = y.shape[1]
+    bm, bn = FWD_BLOCKS["BM"], FWD_BLOCKS["BN"]
+    cols_per_split, n_splits = _column_splits(n, bm, bn, splits)
+    partial = torch.empty((3, n_splits, n), device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(n, bm), n_splits)
+    _kde_fwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), partial, n, dx, dy,
+                          x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
+                          BKX=_feature_block(dx), BKY=_feature_block(dy),
+                          DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
+    return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
+
+
+def kde_backward(x, y, log_sums, loo, splits=None):
+    """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32), before the 2 ln2 / N factor."""
+    _check_operands(x, y)
+    n, dx = x.shape
+    dy = y.shape[1]
+    assert log_sums.shape == (3, n) and log_sums.dtype == torch.float32
+    bm, bn, bf = BWD_BLOCKS["BM"], BWD_BLOCKS["BN"], BWD_BLOCKS["BF"]
+    cols_per_split, n_splits = _column_splits(n, bm, bn, splits)
+    gx = torch.empty((n_splits, n, dx), device=x.device, dtype=torch.float32)
+    gy = torch.empty((n_splits, n, dy), device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(n, bm), n_splits, triton.cdiv(max(dx, dy), bf))
+    _kde_bwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), log_sums.contiguous(), gx, gy, n, dx, dy,
+                          x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
+                          BKX=_feature_block(dx), BKY=_feature_block(dy), BF=bf,
+                          DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
+    return gx.sum(0), gy.sum(0)
