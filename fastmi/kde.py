@@ -70,10 +70,10 @@ class KDEMutualInformation(torch.autograd.Function):
         return (gx * scale).to(x.dtype), (gy * scale).to(y.dtype), None, None, None
 
 
-def kernel_operand(x, spec, bound, dtype):
+def kernel_operand(x, spec, joint_dim, bound, dtype):
     """Centre x and scale column c by sqrt(factor * log2 e) / sigma_c, so pair kernels are exp2(-d^2)."""
     work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    bandwidths = column_bandwidths(x, spec)
+    bandwidths = column_bandwidths(x, spec, joint_dim)
     scale = (math.sqrt(BOUND_FACTOR[bound] * LOG2E) / bandwidths).to(work_dtype)
     work = x.to(work_dtype)
     centred = work - work.detach().mean(dim=0)  # distances are translation invariant; limits cancellation
@@ -84,8 +84,9 @@ def kde_mi(a, b, sigma, bound, loo, backend):
     """KDE MI in nats of validated (N, Da), (N, Db) inputs of one dtype."""
     forward, backward, dtype = select_backend(backend, a)
     spec_a, spec_b = split_sigma(sigma)
-    x = kernel_operand(a, spec_a, bound, dtype)
-    y = kernel_operand(b, spec_b, bound, dtype)
+    joint_dim = a.shape[1] + b.shape[1]
+    x = kernel_operand(a, spec_a, joint_dim, bound, dtype)
+    y = kernel_operand(b, spec_b, joint_dim, bound, dtype)
     n = a.shape[0]
     estimate = KDEMutualInformation.apply(x, y, loo, forward, backward) + math.log(n - 1 if loo else n)
     _warn_if_saturated(float(estimate.detach()), n, sigma)

@@ -1,0 +1,1 @@
+"""Benchmarks of fastmi against naive estimators: `python -m bench --help`."""
