@@ -1,4 +1,6 @@
 """Checks shared by every estimator: a clear error for each kind of bad input, never a silent wrong number."""
+import math
+
 import torch
 
 
@@ -10,7 +12,7 @@ def as_sample_matrix(x, name):
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     if x.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension, got a 0-d tensor")
-    x = x.reshape(x.shape[0], -1)
+    x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
     if x.shape[1] == 0:
         raise ValueError(f"{name} has no features: shape {tuple(x.shape)}")
     return x

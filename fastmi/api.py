@@ -30,8 +30,8 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it).
 
     Returns:
-        0-d tensor in a's (promoted) dtype, differentiable with respect to a and b. A RuntimeWarning
-        says when the estimate is within 5% of ln N (saturated bandwidth).
+        0-d tensor, float64 for float64 inputs and float32 otherwise, differentiable with respect
+        to a and b. A RuntimeWarning says when the estimate is within 5% of ln N (saturated bandwidth).
     """
     choice(estimator, "estimator", ESTIMATORS)
     choice(bound, "bound", tuple(kde.BOUND_FACTOR))

@@ -90,7 +90,7 @@ def kde_mi(a, b, sigma, bound, loo, backend):
     n = a.shape[0]
     estimate = KDEMutualInformation.apply(x, y, loo, forward, backward) + math.log(n - 1 if loo else n)
     _warn_if_saturated(float(estimate.detach()), n, sigma)
-    return estimate.to(a.dtype)
+    return estimate.to(torch.float64 if a.dtype == torch.float64 else torch.float32)
 
 
 def _warn_if_saturated(value, n, sigma):

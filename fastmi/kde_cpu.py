@@ -19,7 +19,7 @@ def _row_blocks(n):
 def _neg_sq_dist(x, norms, lo, hi, loo):
     """-d_ij for rows lo:hi against all columns; the diagonal is 0 (or -inf when leaving one out)."""
     t = torch.addmm(norms[lo:hi, None] + norms[None, :], x[lo:hi], x.T, alpha=-2.0)
-    t.clamp_(min=0.0).neg_()
+    torch.relu_(t).neg_()  # clamp at 0; unlike clamp, relu keeps a NaN a NaN (check_finite=False)
     diagonal = t.diagonal(offset=lo)
     diagonal.fill_(-math.inf if loo else 0.0)
     return t

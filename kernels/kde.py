@@ -34,7 +34,7 @@ def _neg_sq_dist_tile(X, norms, rows, cols, N, D, stride, LOO: tl.constexpr,
         acc = tl.dot(xi, tl.trans(xj), acc, input_precision=DOT_PRECISION)
     ni = tl.load(norms + rows, mask=rows < N, other=0.0)
     nj = tl.load(norms + cols, mask=cols < N, other=0.0)
-    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0)
+    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
     diagonal = rows[:, None] == cols[None, :]
     if LOO:
         d = tl.where(diagonal, float("inf"), d)
