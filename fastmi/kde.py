@@ -99,5 +99,5 @@ def _warn_if_saturated(value, n, sigma):
         warnings.warn(
             f"KDE MI estimate {value:.4g} nats is within {100 * (1 - SATURATION):.0f}% of its ceiling "
             f"ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
-            "every point only sees itself and the estimate is saturated. Use a larger sigma or a rule "
-            "such as 'median'.", RuntimeWarning, stacklevel=3)
+            "every point only sees itself and the estimate is saturated. Use a larger sigma (a float in "
+            "the data's units, or a pair of them) or more samples.", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,162 @@
+"""The GPU check (bench/gpu_check.sh): compiled kernels vs the float64 reference, then timings of
+fastmi against the dense torch baseline, written as JSON under bench/results/.
+
+With --quick on a machine without CUDA it runs the same code at tiny sizes (Triton interpreter):
+a smoke test of this script, not a measurement.
+"""
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import torch
+
+import fastmi
+from bench.baselines import dense_kde_mi
+from fastmi import bandwidth, reference
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results")
+# fixed (value atol, gradient max-relative) tolerances; a case also passes within 2x the error of the
+# dense torch baseline in the same dtype (FlashAttention's rule)
+TOL = {torch.float32: (2e-5, 2e-5), torch.bfloat16: (5e-2, 5e-2), torch.float16: (5e-3, 1e-2)}
+
+
+def _inputs(n, d, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.3 * torch.randn(n, d, generator=g)
+    return a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)
+
+
+def _value_and_grads(fn, a, b):
+    a = a.detach().requires_grad_()
+    b = b.detach().requires_grad_()
+    value = fn(a, b)
+    ga, gb = torch.autograd.grad(value, (a, b))
+    return float(value.detach()), ga.double(), gb.double()
+
+
+def _errors(got, ref):
+    value, ga, gb = got
+    rel = max(float((g - r).abs().max() / r.abs().max()) for g, r in ((ga, ref[1]), (gb, ref[2])))
+    return abs(value - ref[0]), rel
+
+
+def check_case(n, d, dtype, device):
+    a, b = _inputs(n, d, dtype, device)
+    joint = 2 * d
+    bw = [bandwidth.column_bandwidths(x, "median", joint) for x in (a, b)]
+    ref = _value_and_grads(lambda x, y: reference.kde_mi(x, y, *bw), a.double(), b.double())
+    fast = _errors(_value_and_grads(lambda x, y: fastmi.layer_mi(x, y, backend="triton"), a, b), ref)
+    try:
+        dense = _errors(_value_and_grads(dense_kde_mi, a, b), ref)
+    except (RuntimeError, NotImplementedError) as e:  # e.g. cdist without this dtype
+        dense = (math.nan, math.nan)
+        print(f"  dense baseline in {dtype} failed: {e}")
+    atol, gtol = TOL[dtype]
+    ok = all(err <= max(tol, 2 * base) for err, tol, base in zip(fast, (atol, gtol), dense))
+    row = dict(n=n, d=d, dtype=str(dtype), value_error=fast[0], grad_rel_error=fast[1],
+               dense_value_error=dense[0], dense_grad_rel_error=dense[1], reference=ref[0], ok=ok)
+    print(f"  N={n} D={d} {dtype}: |dI|={fast[0]:.2e} grad rel={fast[1]:.2e} "
+          f"(dense same dtype: {dense[0]:.2e}, {dense[1]:.2e}) {'ok' if ok else 'FAIL'}")
+    return row
+
+
+def _seconds(fn, cuda):
+    if cuda:
+        import triton.testing
+        return triton.testing.do_bench(fn, warmup=5, rep=50) / 1e3
+    fn()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _timed(fn, cuda):
+    try:
+        return _seconds(fn, cuda)
+    except torch.cuda.OutOfMemoryError:
+        return None
+    finally:
+        if cuda:
+            torch.cuda.empty_cache()
+
+
+def timing_case(n, d, dtype, device):
+    cuda = device == "cuda"
+    a, b = _inputs(n, d, dtype, device)
+    a.requires_grad_()
+    b.requires_grad_()
+    row = dict(n=n, d=d, dtype=str(dtype))
+    for name, fn in (("fastmi", lambda x, y: fastmi.layer_mi(x, y, check_finite=False)),
+                     ("dense", dense_kde_mi)):
+        with torch.no_grad():
+            row[f"{name}_fwd_s"] = _timed(lambda: fn(a, b), cuda)
+        row[f"{name}_fwd_bwd_s"] = _timed(lambda: fn(a, b).backward(), cuda)
+    for key in ("fwd_s", "fwd_bwd_s"):
+        fast, dense = row[f"fastmi_{key}"], row[f"dense_{key}"]
+        row[f"fastmi_{key[:-2]}_pairs_per_s"] = n * n / fast if fast else None
+        row[f"speedup_{key[:-2]}"] = dense / fast if fast and dense else None
+    if row["fastmi_fwd_s"] and row["fastmi_fwd_bwd_s"]:
+        row["bwd_over_fwd"] = (row["fastmi_fwd_bwd_s"] - row["fastmi_fwd_s"]) / row["fastmi_fwd_s"]
+
+    def fmt(v, spec):
+        return "OOM" if v is None else format(v, spec)
+    print(f"  N={n} D={d} {dtype}: fwd {fmt(row['fastmi_fwd_s'], '.4f')} s "
+          f"({fmt(row['fastmi_fwd_pairs_per_s'], '.3g')} pairs/s, dense {fmt(row['dense_fwd_s'], '.4f')} s, "
+          f"x{fmt(row['speedup_fwd'], '.1f')}); fwd+bwd {fmt(row['fastmi_fwd_bwd_s'], '.4f')} s "
+          f"(dense {fmt(row['dense_fwd_bwd_s'], '.4f')} s, x{fmt(row['speedup_fwd_bwd'], '.1f')}); "
+          f"bwd/fwd {fmt(row.get('bwd_over_fwd'), '.2f')}")
+    return row
+
+
+def million_rows(device, n=1_000_000, d=64):
+    """One forward+backward at N = 1M in bf16: must not run out of memory."""
+    a, b = _inputs(n, d, torch.bfloat16, device)
+    a.requires_grad_()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    try:
+        fastmi.layer_mi(a, b, check_finite=False).backward()
+        torch.cuda.synchronize()
+        row = dict(n=n, d=d, seconds=time.perf_counter() - start,
+                   peak_gb=torch.cuda.max_memory_allocated() / 2**30, ok=True)
+    except torch.cuda.OutOfMemoryError as e:
+        row = dict(n=n, d=d, ok=False, error=str(e)[:300])
+    print(f"  N=1,000,000 D=64 bf16 forward+backward: {row}")
+    return row
+
+
+def run(quick=False):
+    cuda = torch.cuda.is_available()
+    if not cuda and not quick:
+        sys.exit("bench gpu needs a CUDA GPU (use --quick for a CPU smoke test of this script)")
+    device = "cuda" if cuda else "cpu"
+    name = torch.cuda.get_device_name() if cuda else "cpu-interpreter"
+    dtypes = (torch.float32, torch.bfloat16) if cuda else (torch.float32, torch.float16)
+    check_sizes = [(4096, 64), (4096, 512)] if not quick else [(200, 8), (130, 70)]
+    time_sizes = [4096, 16384, 65536] if not quick else [128, 256]
+    print(f"device: {name}, torch {torch.__version__}")
+    print("correctness vs float64 reference (value, gradient):")
+    checks = [check_case(n, d, dt, device) for dt in dtypes for n, d in check_sizes]
+    print("timings, D = 64:")
+    timings = [timing_case(n, 64 if not quick else 16, dt, device) for dt in dtypes for n in time_sizes]
+    big = million_rows(device) if cuda and not quick else None
+    payload = dict(device=name, host=platform.node(), torch=torch.__version__,
+                   triton=_triton_version(), checks=checks, timings=timings, million_rows=big)
+    tag = "".join(c if c.isalnum() else "_" for c in name)
+    path = os.path.join(os.environ.get("FASTMI_RESULTS", RESULTS), f"gpu_check_{tag}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=1)
+    print(f"wrote {path}")
+    if not all(c["ok"] for c in checks) or (big is not None and not big["ok"]):
+        sys.exit("GPU check FAILED: see the rows marked FAIL above")
+
+
+def _triton_version():
+    import triton
+    return triton.__version__

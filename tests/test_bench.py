@@ -1,0 +1,38 @@
+"""The benchmark scripts run and measure what they claim (smoke tests at tiny sizes; no timing asserts)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import fastmi
+from bench.baselines import dense_kde_mi
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_dense_baseline_is_the_same_estimate(gen):
+    a = torch.randn(300, 6, generator=gen, dtype=torch.float64)
+    b = a[:, :3] + 0.5 * torch.randn(300, 3, generator=gen, dtype=torch.float64)
+    assert float(dense_kde_mi(a, b)) == pytest.approx(float(fastmi.layer_mi(a, b)), abs=1e-10)
+
+
+def test_gpu_check_script_runs_on_cpu_quick(tmp_path):
+    env = dict(os.environ, TRITON_INTERPRET="1", FASTMI_RESULTS=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "bench", "gpu", "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (path,) = tmp_path.glob("gpu_check_*.json")
+    payload = json.loads(path.read_text())
+    assert payload["checks"] and all(c["ok"] for c in payload["checks"])
+    assert all(t["fastmi_fwd_s"] > 0 and t["dense_fwd_bwd_s"] > 0 for t in payload["timings"])
+
+
+def test_compare_worker_measures_both_methods():
+    from bench.compare import measure
+    fast = measure("fastmi", 256, 8, backward=True, device="cpu", reps=1)
+    dense = measure("dense", 256, 8, backward=True, device="cpu", reps=1)
+    assert fast["value"] == pytest.approx(dense["value"], abs=1e-5)
+    assert fast["seconds"] > 0 and dense["peak_mb"] >= 0
