@@ -178,7 +178,7 @@ def _feature_block(d):
 
 def _dot_precision(dtype):
     # tf32 alone truncates the operands and biases distances at D >= 256; tf32x3 keeps ~fp32 accuracy.
-    return "tf32x3" if dtype == torch.float32 else "ieee"
+    return "tf32x3" if dtype == torch.float32 else None  # fp16/bf16: tensor cores, fp32 accumulate
 
 
 def _column_splits(n, bm, bn, splits):
