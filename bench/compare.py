@@ -13,20 +13,13 @@ import time
 METHODS = ("fastmi", "dense")
 
 
-def _peak_rss_mb():
+def _status_mb(key):
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmHWM in /proc/self/status")
-
-
-def _rss_mb():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {key} in /proc/self/status")
 
 
 def worker(method, n, d, backward, device, reps):
@@ -46,7 +39,7 @@ def worker(method, n, d, backward, device, reps):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = _rss_mb()
+        base = _status_mb("VmRSS")
     times = []
     for _ in range(reps):
         start = time.perf_counter()
@@ -56,9 +49,9 @@ def worker(method, n, d, backward, device, reps):
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _peak_rss_mb() - base
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _status_mb("VmHWM") - base
     return dict(method=method, n=n, d=d, backward=backward, device=device, seconds=min(times),
-                peak_mb=peak, process_peak_rss_mb=_peak_rss_mb(), value=float(value.detach()),
+                peak_mb=peak, process_peak_rss_mb=_status_mb("VmHWM"), value=float(value.detach()),
                 pairs_per_s=n * n / min(times))
 
 

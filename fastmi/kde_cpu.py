@@ -1,7 +1,10 @@
 """Blocked pure-torch back-end of the KDE estimator: the same math as kernels/kde.py, for CPU tensors.
 
 Rows are processed in blocks of B so that memory stays O(B*N + N*D); every function here takes the
-centred, pre-scaled x, y of fastmi.kde (pair kernel exp2(-||x_i - x_j||^2)).
+centred, pre-scaled x, y of fastmi.kde (pair kernel exp2(-||x_i - x_j||^2)). Pair terms are
+symmetric, so a row block lo:hi only computes columns lo:N and hands the columns hi:N their share
+(half the distances and exps); only the leave-one-out forward, whose rows need their own max, walks
+whole rows.
 
 Subnormal floats are ~100x slower on CPUs, so kernel values below 2^-CUT of the row's largest are set
 to exactly 0 (CUT = 40 in float32: each dropped pair weighs < 1e-12 against a row sum >= 1). All
@@ -21,11 +24,11 @@ def _row_blocks(n):
     return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
-def _neg_sq_dist(x, norms, lo, hi, loo):
-    """-d_ij for rows lo:hi against all columns; the diagonal is 0 (or -inf when leaving one out)."""
-    t = torch.addmm(norms[lo:hi, None] + norms[None, :], x[lo:hi], x.T, alpha=-2.0)
+def _neg_sq_dist(x, norms, lo, hi, col_lo, loo):
+    """-d_ij for rows lo:hi against columns col_lo:N; d_ii is 0 (or -inf when leaving one out)."""
+    t = torch.addmm(norms[lo:hi, None] + norms[None, col_lo:], x[lo:hi], x[col_lo:].T, alpha=-2.0)
     torch.relu_(t).neg_()  # clamp at 0; unlike clamp, relu keeps a NaN a NaN (check_finite=False)
-    t.diagonal(offset=lo).fill_(-math.inf if loo else 0.0)
+    t.diagonal(offset=lo - col_lo).fill_(-math.inf if loo else 0.0)
     return t
 
 
@@ -42,51 +45,63 @@ def _log_sums(t, loo):
     return (_exp2_(t.sub_(top)).sum(1).log2_() + top[:, 0]).mul_(LN2)
 
 
+def _tiles(x, y, nx, ny, lo, hi, col_lo, loo):
+    return _neg_sq_dist(x, nx, lo, hi, col_lo, loo), _neg_sq_dist(y, ny, lo, hi, col_lo, loo)
+
+
 def forward(x, y, loo):
     """Per-row natural-log kernel sums, tensor (3, N): ln SX, ln SY, ln SJ."""
     n = x.shape[0]
     nx, ny = x.square().sum(1), y.square().sum(1)
-    out = torch.empty((3, n), dtype=x.dtype, device=x.device)
-    for lo, hi in _row_blocks(n):
-        tx = _neg_sq_dist(x, nx, lo, hi, loo)
-        ty = _neg_sq_dist(y, ny, lo, hi, loo)
-        if loo:
+    if loo:
+        out = torch.empty((3, n), dtype=x.dtype, device=x.device)
+        for lo, hi in _row_blocks(n):
+            tx, ty = _tiles(x, y, nx, ny, lo, hi, 0, loo)
             out[2, lo:hi] = _log_sums(tx + ty, loo)
             out[0, lo:hi] = _log_sums(tx, loo)
             out[1, lo:hi] = _log_sums(ty, loo)
-        else:  # exp(-a - b) = exp(-a) exp(-b): 2 exps per pair
-            ex, ey = _exp2_(tx), _exp2_(ty)
-            out[0, lo:hi] = ex.sum(1).log_()
-            out[1, lo:hi] = ey.sum(1).log_()
-            out[2, lo:hi] = ex.mul_(ey).sum(1).log_()
-    return out
+        return out
+    # The row max is 0 (the diagonal): plain sums, and exp(-a - b) = exp(-a) exp(-b), 2 exps per pair.
+    sums = torch.zeros((3, n), dtype=x.dtype, device=x.device)
+    for lo, hi in _row_blocks(n):
+        ex, ey = (_exp2_(t) for t in _tiles(x, y, nx, ny, lo, hi, lo, loo))
+        for k, e in enumerate((ex, ey, ex * ey)):
+            sums[k, lo:hi] += e.sum(1)
+            sums[k, hi:] += e[:, hi - lo:].sum(0)
+    return sums.log_()
 
 
 def _pair_weights(tx, ty, log_sums, lo, hi, loo):
-    """S^x, S^y for rows lo:hi (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
+    """S^x, S^y of rows lo:hi, columns lo:N (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
     l2 = log_sums / LN2  # base-2 log-sums
     if loo:
         def both_ways(t, l):
-            return _exp2_(t - l[lo:hi, None]).add_(_exp2_(t - l[None, :]))
+            return _exp2_(t - l[lo:hi, None]).add_(_exp2_(t - l[None, lo:]))
         pj = both_ways(tx + ty, l2[2])
         return both_ways(tx, l2[0]).sub_(pj), both_ways(ty, l2[1]).sub_(pj)
     r = torch.exp2(-l2)  # 1 / S, all in [1/N, 1]
 
     def reciprocal_pair(i):
-        return r[i, lo:hi, None] + r[i, None, :]
+        return r[i, lo:hi, None] + r[i, None, lo:]
     ex, ey = _exp2_(tx), _exp2_(ty)
     pj = (ex * ey).mul_(reciprocal_pair(2))
     return ex.mul_(reciprocal_pair(0)).sub_(pj), ey.mul_(reciprocal_pair(1)).sub_(pj)
 
 
+def _add_symmetric_share(g, s, v, lo, hi):
+    """G_k += sum_j S_kj (v_k - v_j) for rows lo:hi over columns lo:N, and the transposed share
+    of the columns hi:N over rows lo:hi (S is symmetric)."""
+    g[lo:hi] += torch.addmm(s.sum(1, keepdim=True) * v[lo:hi], s, v[lo:], alpha=-1.0)
+    below = s[:, hi - lo:]
+    g[hi:] += torch.addmm(below.sum(0)[:, None] * v[hi:], below.T, v[lo:hi], alpha=-1.0)
+
+
 def backward(x, y, log_sums, loo):
     """G_k = sum_j S_kj (x_k - x_j) for x and y, before the 2 ln2 / N factor."""
     nx, ny = x.square().sum(1), y.square().sum(1)
-    gx, gy = torch.empty_like(x), torch.empty_like(y)
+    gx, gy = torch.zeros_like(x), torch.zeros_like(y)
     for lo, hi in _row_blocks(x.shape[0]):
-        tx = _neg_sq_dist(x, nx, lo, hi, loo)
-        ty = _neg_sq_dist(y, ny, lo, hi, loo)
-        sx, sy = _pair_weights(tx, ty, log_sums, lo, hi, loo)
-        gx[lo:hi] = torch.addmm(sx.sum(1, keepdim=True) * x[lo:hi], sx, x, alpha=-1.0)
-        gy[lo:hi] = torch.addmm(sy.sum(1, keepdim=True) * y[lo:hi], sy, y, alpha=-1.0)
+        sx, sy = _pair_weights(*_tiles(x, y, nx, ny, lo, hi, lo, loo), log_sums, lo, hi, loo)
+        _add_symmetric_share(gx, sx, x, lo, hi)
+        _add_symmetric_share(gy, sy, y, lo, hi)
     return gx, gy

@@ -44,6 +44,25 @@ def _neg_sq_dist_tile(X, norms, rows, cols, N, D, stride, LOO: tl.constexpr,
 
 
 @triton.jit
+def _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr, BKY: tl.constexpr,
+                       DOT_PRECISION: tl.constexpr):
+    tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
+    ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
+    return tx, ty
+
+
+@triton.jit
+def _log2_sums(L, idx, N):
+    """Base-2 log-sums (x, y, joint) at indices idx, from the (3, N) natural-log sums L."""
+    keep = idx < N
+    lx = tl.load(L + idx, mask=keep, other=0.0) * 1.4426950408889634
+    ly = tl.load(L + N + idx, mask=keep, other=0.0) * 1.4426950408889634
+    lj = tl.load(L + 2 * N + idx, mask=keep, other=0.0) * 1.4426950408889634
+    return lx, ly, lj
+
+
+@triton.jit
 def _online_log2_sum(m, s, t):
     """Running (max, sum) of exp2 over a row: sum_j exp2(t_j) = exp2(m) * s (flash-attention style)."""
     m_new = tl.maximum(m, tl.max(t, 1))
@@ -75,8 +94,8 @@ def _kde_fwd_kernel(X, Y, NX, NY, L, N, DX, DY, stride_x, stride_y, cols_per_spl
     col_lo = split * cols_per_split
     for start in range(col_lo, col_lo + cols_per_split, BN):
         cols = start + tl.arange(0, BN)
-        tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
-        ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
+        tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
+                                    BM, BN, BKX, BKY, DOT_PRECISION)
         if LOO:
             mx, sx = _online_log2_sum(mx, sx, tx)
             my, sy = _online_log2_sum(my, sy, ty)
@@ -141,9 +160,7 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, DX, DY, stride_x, stride_y, cols
     chunk = tl.program_id(2)
     rows = pid_m * BM + tl.arange(0, BM)
     feats = chunk * BF + tl.arange(0, BF)
-    lx_i = tl.load(L + rows, mask=rows < N, other=0.0) * 1.4426950408889634
-    ly_i = tl.load(L + N + rows, mask=rows < N, other=0.0) * 1.4426950408889634
-    lj_i = tl.load(L + 2 * N + rows, mask=rows < N, other=0.0) * 1.4426950408889634
+    lx_i, ly_i, lj_i = _log2_sums(L, rows, N)
     acc_x = tl.zeros((BM, BF), dtype=tl.float32)
     acc_y = tl.zeros((BM, BF), dtype=tl.float32)
     rowsum_x = tl.zeros((BM,), dtype=tl.float32)
@@ -151,11 +168,9 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, DX, DY, stride_x, stride_y, cols
     col_lo = split * cols_per_split
     for start in range(col_lo, col_lo + cols_per_split, BN):
         cols = start + tl.arange(0, BN)
-        tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
-        ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
-        lx_j = tl.load(L + cols, mask=cols < N, other=0.0) * 1.4426950408889634
-        ly_j = tl.load(L + N + cols, mask=cols < N, other=0.0) * 1.4426950408889634
-        lj_j = tl.load(L + 2 * N + cols, mask=cols < N, other=0.0) * 1.4426950408889634
+        tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
+                                    BM, BN, BKX, BKY, DOT_PRECISION)
+        lx_j, ly_j, lj_j = _log2_sums(L, cols, N)
         w_x, w_y = _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO)
         rowsum_x += tl.sum(w_x, 1)
         rowsum_y += tl.sum(w_y, 1)
