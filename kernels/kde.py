@@ -9,14 +9,12 @@ on (BM x BN) tiles of pairs built from Gram tiles, never on an N x N buffer:
 Forward, per row i and column split:   L_i = ln sum_j exp2(-d_ij)   for x, y and the joint (d^x + d^y).
 Backward, per row k:  G_k = sum_j S_kj (x_k - x_j)   with S = W + W^T, W = P^x - P^joint (DESIGN.md).
 """
-import math
-
 import torch
 import triton
 import triton.language as tl
 
-LN2 = math.log(2.0)
-LOG2E = 1.0 / LN2
+LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
+LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
@@ -56,9 +54,9 @@ def _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, 
 def _log2_sums(L, idx, N):
     """Base-2 log-sums (x, y, joint) at indices idx, from the (3, N) natural-log sums L."""
     keep = idx < N
-    lx = tl.load(L + idx, mask=keep, other=0.0) * 1.4426950408889634
-    ly = tl.load(L + N + idx, mask=keep, other=0.0) * 1.4426950408889634
-    lj = tl.load(L + 2 * N + idx, mask=keep, other=0.0) * 1.4426950408889634
+    lx = tl.load(L + idx, mask=keep, other=0.0) * LOG2E
+    ly = tl.load(L + N + idx, mask=keep, other=0.0) * LOG2E
+    lj = tl.load(L + 2 * N + idx, mask=keep, other=0.0) * LOG2E
     return lx, ly, lj
 
 
@@ -108,9 +106,9 @@ def _kde_fwd_kernel(X, Y, NX, NY, L, N, DX, DY, stride_x, stride_y, cols_per_spl
             sj += tl.sum(ex * ey, 1)
     keep = rows < N
     out = L + split * N + rows
-    tl.store(out, (mx + tl.log2(sx)) * 0.6931471805599453, mask=keep)
-    tl.store(out + n_splits * N, (my + tl.log2(sy)) * 0.6931471805599453, mask=keep)
-    tl.store(out + 2 * n_splits * N, (mj + tl.log2(sj)) * 0.6931471805599453, mask=keep)
+    tl.store(out, (mx + tl.log2(sx)) * LN2, mask=keep)
+    tl.store(out + n_splits * N, (my + tl.log2(sy)) * LN2, mask=keep)
+    tl.store(out + 2 * n_splits * N, (mj + tl.log2(sj)) * LN2, mask=keep)
 
 
 @triton.jit
@@ -212,6 +210,9 @@ def _column_splits(n, bm, bn, splits):
 
 def _check_operands(x, y):
     assert x.dim() == 2 and y.dim() == 2 and x.shape[0] == y.shape[0], (x.shape, y.shape)
+    if x.numel() >= 2**31 or y.numel() >= 2**31:  # the kernels index with int32 offsets
+        raise ValueError(f"the Triton kernels take at most 2^31 - 1 elements per input, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}; use backend='torch' or fewer samples")
     assert x.is_contiguous() and y.is_contiguous(), "kernels index rows with stride(0), columns with 1"
     assert x.dtype == y.dtype and x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
     assert x.device == y.device
@@ -250,6 +251,7 @@ def kde_backward(x, y, log_sums, loo, splits=None):
     assert log_sums.shape == (3, n) and log_sums.dtype == torch.float32
     bm, bn, bf = BWD_BLOCKS["BM"], BWD_BLOCKS["BN"], BWD_BLOCKS["BF"]
     cols_per_split, n_splits = _column_splits(n, bm, bn, splits)
+    assert n_splits * n * max(dx, dy) < 2**31, "partial gradients would overflow int32 offsets"
     gx = torch.empty((n_splits, n, dx), device=x.device, dtype=torch.float32)
     gy = torch.empty((n_splits, n, dy), device=x.device, dtype=torch.float32)
     grid = (triton.cdiv(n, bm), n_splits, triton.cdiv(max(dx, dy), bf))
