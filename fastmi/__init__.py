@@ -1,5 +1,6 @@
 """fastmi: fast, differentiable mutual information between neural-network layers."""
 from .api import layer_mi
+from .regularizer import Regularizer
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi"]
+__all__ = ["layer_mi", "Regularizer"]

@@ -48,6 +48,8 @@ def select_backend(name, like):
     if not (like.is_cuda or interpreting()):
         raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels "
                          f"on the CPU), got a tensor on {like.device}")
+    if like.dtype == torch.bfloat16 and not like.is_cuda:  # the Triton interpreter gets bf16 math wrong
+        return (*_triton_backend(), torch.float32)
     return (*_triton_backend(), like.dtype)
 
 
@@ -82,6 +84,11 @@ def kernel_operand(x, spec, joint_dim, bound, dtype):
 
 def kde_mi(a, b, sigma, bound, loo, backend):
     """KDE MI in nats of validated (N, Da), (N, Db) inputs of one dtype."""
+    with torch.autocast(device_type=a.device.type, enabled=False):  # MI needs full-precision GEMMs
+        return _kde_mi(a, b, sigma, bound, loo, backend)
+
+
+def _kde_mi(a, b, sigma, bound, loo, backend):
     forward, backward, dtype = select_backend(backend, a)
     spec_a, spec_b = split_sigma(sigma)
     joint_dim = a.shape[1] + b.shape[1]
@@ -100,4 +107,4 @@ def _warn_if_saturated(value, n, sigma):
             f"KDE MI estimate {value:.4g} nats is within {100 * (1 - SATURATION):.0f}% of its ceiling "
             f"ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
             "every point only sees itself and the estimate is saturated. Use a larger sigma (a float in "
-            "the data's units, or a pair of them) or more samples.", RuntimeWarning, stacklevel=3)
+            "the data's units, or a pair of them) or more samples.", RuntimeWarning, stacklevel=5)
