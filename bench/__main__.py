@@ -4,13 +4,15 @@
   cpu       the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
   accuracy  bandwidth rules on tasks with closed-form MI (how the default was chosen)
   gpu       compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
+  paper     the paper's experiment: MLPs trained with and without fastmi.Regularizer (scikit-learn)
+  overhead  a training step with and without the Regularizer vs a plain forward pass
 """
 import argparse
 import json
 import os
 import platform
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results")
+from bench import results_dir
 
 
 def _device():
@@ -19,8 +21,7 @@ def _device():
 
 
 def _save(name, payload):
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, name)
+    path = os.path.join(results_dir(), name)
     with open(path, "w") as f:
         json.dump(payload, f, indent=1)
     print(f"wrote {path}")
@@ -31,7 +32,7 @@ def default():
     device = _device()
     rows = side_by_side([1024, 2048, 4096], 64, backward=True, device=device)
     tag = f"default_{device}"
-    plot(rows, os.path.join(RESULTS, f"{tag}.png"), f"KDE MI, D = 64, forward+backward, {device}")
+    plot(rows, os.path.join(results_dir(), f"{tag}.png"), f"KDE MI, D = 64, forward+backward, {device}")
     _save(f"{tag}.json", dict(machine=platform.node(), rows=rows))
 
 
@@ -49,6 +50,16 @@ def accuracy():
     run()
 
 
+def paper():
+    from bench.paper import run
+    run()
+
+
+def overhead():
+    from bench.overhead import run
+    run()
+
+
 def gpu(quick):
     from bench.gpu import run
     run(quick)
@@ -57,13 +68,14 @@ def gpu(quick):
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("job", nargs="?", default="default", choices=["default", "cpu", "accuracy", "gpu"])
+    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead)
+    parser.add_argument("job", nargs="?", default="default", choices=[*jobs, "gpu"])
     parser.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
     args = parser.parse_args()
     if args.job == "gpu":
         gpu(args.quick)
     else:
-        {"default": default, "cpu": cpu, "accuracy": accuracy}[args.job]()
+        jobs[args.job]()
 
 
 if __name__ == "__main__":

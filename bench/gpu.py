@@ -14,10 +14,10 @@ import time
 import torch
 
 import fastmi
+from bench import results_dir
 from bench.baselines import dense_kde_mi
 from fastmi import bandwidth, reference
 
-RESULTS = os.path.join(os.path.dirname(__file__), "results")
 # fixed (value atol, gradient max-relative) tolerances; a case also passes within 2x the error of the
 # dense torch baseline in the same dtype (FlashAttention's rule)
 TOL = {torch.float32: (2e-5, 2e-5), torch.bfloat16: (5e-2, 5e-2), torch.float16: (5e-3, 1e-2)}
@@ -148,8 +148,7 @@ def run(quick=False):
     payload = dict(device=name, host=platform.node(), torch=torch.__version__,
                    triton=_triton_version(), checks=checks, timings=timings, million_rows=big)
     tag = "".join(c if c.isalnum() else "_" for c in name)
-    path = os.path.join(os.environ.get("FASTMI_RESULTS", RESULTS), f"gpu_check_{tag}.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    path = os.path.join(results_dir(), f"gpu_check_{tag}.json")
     with open(path, "w") as f:
         json.dump(payload, f, indent=1)
     print(f"wrote {path}")

@@ -75,8 +75,8 @@ def _pair_weights(tx, ty, log_sums, lo, hi, loo):
     """S^x, S^y of rows lo:hi, columns lo:N (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
     l2 = log_sums / LN2  # base-2 log-sums
     if loo:
-        def both_ways(t, l):
-            return _exp2_(t - l[lo:hi, None]).add_(_exp2_(t - l[None, lo:]))
+        def both_ways(t, log2_sums):
+            return _exp2_(t - log2_sums[lo:hi, None]).add_(_exp2_(t - log2_sums[None, lo:]))
         pj = both_ways(tx + ty, l2[2])
         return both_ways(tx, l2[0]).sub_(pj), both_ways(ty, l2[1]).sub_(pj)
     r = torch.exp2(-l2)  # 1 / S, all in [1/N, 1]

@@ -36,3 +36,20 @@ def test_compare_worker_measures_both_methods():
     dense = measure("dense", 256, 8, backward=True, device="cpu", reps=1)
     assert fast["value"] == pytest.approx(dense["value"], abs=1e-5)
     assert fast["seconds"] > 0 and dense["peak_mb"] >= 0
+
+
+def test_paper_experiment_runs_and_summarises():
+    from bench import paper
+    history = paper.train("teacher", weight=0.1, seed=0, epochs=2)
+    assert len(history["accuracy"]) == 2 and len(history["mi"][0]) == len(paper.HIDDEN)
+    rows = paper.summarise({0.1: [history]}, target=0.0, epochs=2)
+    assert rows[0].startswith("| 0.1 | 1.0 ± 0.0 (1/1 reached)")
+
+
+def test_overhead_measures_three_timings():
+    from torch import nn
+
+    from bench import overhead
+    result = overhead.measure(lambda: (nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 10)), (5,), 64),
+                              "cpu", rounds=1)
+    assert result["forward"] > 0 and result["step_with_regularizer"] > 0 and len(result["mi"]) == 1

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fastmi
-from fastmi import bandwidth, kde, kde_cpu, reference
+from fastmi import bandwidth, kde_cpu, reference
 
 # (value atol, gradient tolerance as max |error| / max |reference gradient|), per input dtype
 TOL = {
