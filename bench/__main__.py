@@ -6,6 +6,7 @@
   gpu       compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
   paper     the paper's experiment: MLPs trained with and without fastmi.Regularizer (scikit-learn)
   overhead  a training step with and without the Regularizer vs a plain forward pass
+  histogram unit_mi and layer-binned MI vs the numpy ways (CPU)
 """
 import argparse
 import json
@@ -60,6 +61,11 @@ def overhead():
     run()
 
 
+def histogram():
+    from bench.histogram import run
+    run()
+
+
 def gpu(quick):
     from bench.gpu import run
     run(quick)
@@ -68,7 +74,7 @@ def gpu(quick):
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead)
+    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead, histogram=histogram)
     parser.add_argument("job", nargs="?", default="default", choices=[*jobs, "gpu"])
     parser.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """fastmi: fast, differentiable mutual information between neural-network layers."""
-from .api import layer_mi
+from .api import layer_mi, unit_mi
 from .regularizer import Regularizer
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi", "Regularizer"]
+__all__ = ["layer_mi", "unit_mi", "Regularizer"]

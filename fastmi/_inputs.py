@@ -4,12 +4,14 @@ import math
 import torch
 
 
-def as_sample_matrix(x, name):
+def as_sample_matrix(x, name, allow_integer=False):
     """(N, D) view of one input: 1-d is N samples of one feature; more than 2 dims flatten per sample."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    integer = not x.is_floating_point() and not x.is_complex()
+    if not (x.is_floating_point() or (allow_integer and integer)):
+        kinds = "a floating or integer dtype" if allow_integer else "a floating dtype"
+        raise TypeError(f"{name} must have {kinds}, got {x.dtype}")
     if x.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension, got a 0-d tensor")
     x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
@@ -18,11 +20,11 @@ def as_sample_matrix(x, name):
     return x
 
 
-def paired_samples(a, b, check_finite=True):
+def paired_samples(a, b, check_finite=True, allow_integer=False):
     """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db)."""
     shapes = f"a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}" \
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) else ""
-    a2, b2 = as_sample_matrix(a, "a"), as_sample_matrix(b, "b")
+    a2, b2 = as_sample_matrix(a, "a", allow_integer), as_sample_matrix(b, "b", allow_integer)
     if a2.device != b2.device:
         raise ValueError(f"a and b must be on the same device, got {a2.device} and {b2.device}")
     if a2.shape[0] != b2.shape[0]:
@@ -31,7 +33,7 @@ def paired_samples(a, b, check_finite=True):
         raise ValueError(f"MI needs at least 2 samples, got N = {a2.shape[0]}")
     if check_finite:
         for name, x in (("a", a2), ("b", b2)):
-            if not bool(torch.isfinite(x).all()):
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check)")
     return a2, b2
 

@@ -1,47 +1,93 @@
-"""The public entry point: fastmi.layer_mi."""
+"""The public entry points: fastmi.layer_mi and fastmi.unit_mi."""
 import math
 
 import torch
 
-from . import kde
+from . import binned, kde
 from ._inputs import choice, paired_samples
 from .bandwidth import check_sigma
 
-ESTIMATORS = ("kde",)
+ESTIMATORS = ("kde", "binned", "unit")
 DEFAULT_SIGMA = "median"
+DEFAULT_BINS = {"binned": 30, "unit": 16}
+REDUCTIONS = ("none", "mean", "sum")
 
 
-def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=False, units="nats",
-             backend="auto", check_finite=True):
+def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=False, bins=None, range=None,
+             soft=False, units="nats", backend="auto", check_finite=True):
     """Mutual information between two activation matrices with paired rows.
 
     Args:
         a, b: tensors (N, ...) on one device; dims after the first are flattened per sample. They are
-            promoted to a common floating dtype.
-        estimator: "kde", the pairwise Gaussian-KDE estimator (DESIGN.md, estimator 1).
-        sigma: kernel bandwidth: a positive float (noise std in raw units), a rule "median",
-            "silverman" or "scott" (applied after per-column standardisation), or a pair of those for
-            (a, b). Always detached from autograd.
-        bound: "kl" (exp(-d^2 / 2 sigma^2), the pairwise-KL upper bound) or "bhattacharyya"
+            promoted to a common floating dtype ("binned" also takes integer tensors, as symbols).
+        estimator: "kde", the pairwise Gaussian-KDE estimator (DESIGN.md, estimator 1);
+            "binned", plug-in MI of the rows' bin patterns (not differentiable);
+            "unit", the mean over unit pairs of fastmi.unit_mi.
+        sigma: kde: kernel bandwidth: a positive float (noise std in raw units), a rule "median",
+            "silverman" or "scott" (applied after per-column standardisation), a callable rule,
+            or a pair of those for (a, b). Always detached from autograd.
+        bound: kde: "kl" (exp(-d^2 / 2 sigma^2), the pairwise-KL upper bound) or "bhattacharyya"
             (exp(-d^2 / 8 sigma^2), the pairwise lower-bound variant).
-        loo: leave the self term out of every kernel sum (leave-one-out) instead of resubstitution.
+        loo: kde: leave the self term out of every kernel sum (leave-one-out) instead of resubstitution.
+        bins: binned / unit: equal-width bins per unit (default 30 for "binned", 16 for "unit").
+        range: binned / unit: (lo, hi) for every unit; default: the layer's min/max ("binned") or
+            each unit's own min/max ("unit"). Values outside go to the edge bins.
+        soft: unit: linear-interpolation codes (differentiable) instead of hard counts.
         units: "nats" or "bits".
-        backend: "auto" (Triton kernels for CUDA tensors, blocked torch on CPU), "triton" or "torch".
+        backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it).
 
     Returns:
-        0-d tensor, float64 for float64 inputs and float32 otherwise, differentiable with respect
-        to a and b. A RuntimeWarning says when the estimate is within 5% of ln N (saturated bandwidth).
+        0-d tensor, float64 for float64 inputs and float32 otherwise; differentiable with respect
+        to a and b for "kde" and soft "unit". A RuntimeWarning says when a KDE estimate is within 5%
+        of ln N (saturated bandwidth).
     """
     choice(estimator, "estimator", ESTIMATORS)
-    choice(bound, "bound", tuple(kde.BOUND_FACTOR))
+    if estimator == "unit":
+        bins = DEFAULT_BINS["unit"] if bins is None else bins
+        return unit_mi(a, b, bins=bins, soft=soft, range=range, reduction="mean", units=units, backend=backend,
+                       check_finite=check_finite)
     choice(units, "units", ("nats", "bits"))
     choice(backend, "backend", kde.BACKENDS)
-    if not isinstance(loo, bool):
-        raise TypeError(f"loo must be a bool, got {loo!r}")
-    check_sigma(sigma)
-    a, b = paired_samples(a, b, check_finite)
-    common = torch.promote_types(a.dtype, b.dtype)
-    value = kde.kde_mi(a.to(common), b.to(common), sigma, bound, loo, backend)
+    if estimator == "binned":
+        bins = DEFAULT_BINS["binned"] if bins is None else bins
+        binned.check_bins(bins)
+        binned.check_range(range)
+        a, b = paired_samples(a, b, check_finite, allow_integer=True)
+        value = binned.binned_mi(a, b, bins, range, backend).to(_result_dtype(a, b))
+    else:
+        choice(bound, "bound", tuple(kde.BOUND_FACTOR))
+        if not isinstance(loo, bool):
+            raise TypeError(f"loo must be a bool, got {loo!r}")
+        check_sigma(sigma)
+        a, b = paired_samples(a, b, check_finite)
+        common = torch.promote_types(a.dtype, b.dtype)
+        value = kde.kde_mi(a.to(common), b.to(common), sigma, bound, loo, backend)
     return value / math.log(2.0) if units == "bits" else value
 
+
+def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="nats", backend="auto",
+            check_finite=True):
+    """MI of every unit pair (a[:, p], b[:, q]) from its bins x bins joint histogram (plug-in, nats).
+
+    Each unit is binned into `bins` equal-width bins over its own min/max (or `range`). Hard codes
+    count samples; `soft=True` spreads each sample's mass over the two nearest bin centres (linear
+    interpolation), which makes the result differentiable. Returns a (Da, Db) tensor, or its mean or
+    sum (`reduction`), float64 for float64 inputs and float32 otherwise.
+    """
+    binned.check_bins(bins)
+    binned.check_range(range)
+    choice(reduction, "reduction", REDUCTIONS)
+    choice(units, "units", ("nats", "bits"))
+    choice(backend, "backend", kde.BACKENDS)
+    if not isinstance(soft, bool):
+        raise TypeError(f"soft must be a bool, got {soft!r}")
+    a, b = paired_samples(a, b, check_finite)
+    with torch.autocast(device_type=a.device.type, enabled=False):
+        matrix = binned.unit_mi_matrix(a, b, bins, soft, range).to(_result_dtype(a, b))
+    value = {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
+    return value / math.log(2.0) if units == "bits" else value
+
+
+def _result_dtype(a, b):
+    return torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32

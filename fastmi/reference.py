@@ -1,6 +1,7 @@
 """Dense float64 references: the oracle for tests and benchmarks. O(N^2) memory: N up to ~10k."""
 import math
 
+import numpy as np
 import torch
 
 
@@ -36,3 +37,48 @@ def gaussian_mi(cov, da):
     cov = torch.as_tensor(cov, dtype=torch.float64)
     logdet = torch.logdet
     return float(-0.5 * (logdet(cov) - logdet(cov[:da, :da]) - logdet(cov[da:, da:])))
+
+
+def _plug_in_entropy(symbols):
+    _, counts = np.unique(symbols, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _bin_layer(x, bins, value_range):
+    """Equal-width bins over the layer's range in x's own float dtype (as fastmi bins them)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        return x
+    work = np.float64 if x.dtype == np.float64 else np.float32
+    lo, hi = value_range if value_range is not None else (x.min(), x.max())
+    lo, hi = float(lo), float(hi)
+    scale = work(bins / (hi - lo)) if hi > lo else work(0.0)
+    return np.clip(np.floor((x.astype(work) - work(lo)) * scale), 0, bins - 1).astype(np.int64)
+
+
+def binned_mi(a, b, bins, value_range=None):
+    """Plug-in MI (nats) of the rows' bin patterns: H(A) + H(B) - H(A, B), exact (numpy unique rows)."""
+    sa = _bin_layer(a.reshape(len(a), -1), bins, value_range)
+    sb = _bin_layer(b.reshape(len(b), -1), bins, value_range)
+    return _plug_in_entropy(sa) + _plug_in_entropy(sb) - _plug_in_entropy(np.concatenate([sa, sb], 1))
+
+
+def unit_mi(a, b, bins):
+    """Plug-in MI (nats) of every unit pair's bins x bins histogram (numpy histogram2d per pair, float64)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    out = np.zeros((a.shape[1], b.shape[1]))
+    for p in range(a.shape[1]):
+        for q in range(b.shape[1]):
+            edges = [_edges(a[:, p], bins), _edges(b[:, q], bins)]
+            joint, _, _ = np.histogram2d(a[:, p], b[:, q], bins=edges)
+            pj = joint / joint.sum()
+            pu, pv = pj.sum(1, keepdims=True), pj.sum(0, keepdims=True)
+            nz = pj > 0
+            out[p, q] = (pj[nz] * np.log(pj[nz] / (pu @ pv)[nz])).sum()
+    return out
+
+
+def _edges(x, bins):
+    lo, hi = x.min(), x.max()
+    return np.linspace(lo, hi, bins + 1) if hi > lo else np.linspace(lo - 0.5, lo + 0.5, bins + 1)

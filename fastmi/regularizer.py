@@ -5,7 +5,7 @@ from torch import nn
 from .api import layer_mi
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-DIFFERENTIABLE_ESTIMATORS = ("kde",)
+DIFFERENTIABLE_ESTIMATORS = ("kde", "unit")  # "unit" with soft=True only
 
 
 class Regularizer:
@@ -33,8 +33,8 @@ class Regularizer:
 
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
                  every=1, seed=0, **estimator_kwargs):
-        if estimator not in DIFFERENTIABLE_ESTIMATORS:
-            raise ValueError(f"the Regularizer needs a differentiable estimator ({DIFFERENTIABLE_ESTIMATORS}), "
+        if estimator not in DIFFERENTIABLE_ESTIMATORS or (estimator == "unit" and not estimator_kwargs.get("soft")):
+            raise ValueError("the Regularizer needs a differentiable estimator: 'kde', or 'unit' with soft=True; "
                              f"got estimator={estimator!r}")
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
