@@ -4,6 +4,7 @@ import math
 import torch
 
 from . import binned, kde
+from ._dispatch import BACKENDS
 from ._inputs import choice, paired_samples
 from .bandwidth import check_sigma
 
@@ -48,7 +49,7 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         return unit_mi(a, b, bins=bins, soft=soft, range=range, reduction="mean", units=units, backend=backend,
                        check_finite=check_finite)
     choice(units, "units", ("nats", "bits"))
-    choice(backend, "backend", kde.BACKENDS)
+    choice(backend, "backend", BACKENDS)
     if estimator == "binned":
         bins = DEFAULT_BINS["binned"] if bins is None else bins
         binned.check_bins(bins)
@@ -79,12 +80,12 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
     binned.check_range(range)
     choice(reduction, "reduction", REDUCTIONS)
     choice(units, "units", ("nats", "bits"))
-    choice(backend, "backend", kde.BACKENDS)
+    choice(backend, "backend", BACKENDS)
     if not isinstance(soft, bool):
         raise TypeError(f"soft must be a bool, got {soft!r}")
     a, b = paired_samples(a, b, check_finite)
     with torch.autocast(device_type=a.device.type, enabled=False):
-        matrix = binned.unit_mi_matrix(a, b, bins, soft, range).to(_result_dtype(a, b))
+        matrix = binned.unit_mi_matrix(a, b, bins, soft, range, backend).to(_result_dtype(a, b))
     value = {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
     return value / math.log(2.0) if units == "bits" else value
 

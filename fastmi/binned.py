@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .kde import interpreting
+from ._dispatch import use_triton
 
 HASH_SEED = 0x5EED
 TINY = 1e-300  # p log p at p = 0 is 0; the clamp keeps its gradient finite
@@ -84,8 +84,7 @@ def row_hash(x, bins, value_range, backend):
     discrete = not x.is_floating_point()
     lo, scale = (0.0, 0.0) if discrete else layer_range(x, bins, value_range)
     keys = column_keys(x.shape[1], x.device)
-    use_triton = backend == "triton" or (backend == "auto" and (x.is_cuda or interpreting()))
-    if use_triton and x.dtype != torch.float64:
+    if use_triton(backend, x):
         from .kernels.binned import bin_hash
         operand = x.to(torch.int8) if x.dtype == torch.bool else x
         return bin_hash(operand.contiguous(), keys, lo, scale, bins, discrete)
@@ -165,6 +164,18 @@ def mi_from_joint(counts, n, da, db, bins):
     return _plogp(p, (-2, -1)) - _plogp(p.sum(-1), -1) - _plogp(p.sum(-2), -1)
 
 
-def unit_mi_matrix(a, b, bins, soft, value_range):
+TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
+
+
+def unit_mi_matrix(a, b, bins, soft, value_range, backend):
+    """(Da, Db) MI of every unit pair: the fused Triton kernel when it applies, else torch GEMMs.
+
+    The kernel computes no gradient, so soft codes that need one take the torch path (autograd
+    through the codes: O(N D K) memory)."""
+    needs_grad = soft and torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if use_triton(backend, a) and bins <= TRITON_MAX_BINS and not needs_grad:
+        from .kernels.binned import unit_mi
+        ranges = [r.float().contiguous() for x in (a, b) for r in column_ranges(x, bins, value_range)]
+        return unit_mi(a.contiguous(), b.contiguous(), *ranges, bins, soft)
     counts = joint_counts(a, b, bins, soft, value_range)
     return mi_from_joint(counts, a.shape[0], a.shape[1], b.shape[1], bins)

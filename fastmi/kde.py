@@ -7,22 +7,17 @@ with alpha_ij = ||a_i - a_j||^2 / (2 sigma_a^2) (KL bound) or / (8 sigma_a^2) (B
 The inputs are centred and scaled here so that a back-end only sees exp2(-||x_i - x_j||^2).
 """
 import math
-import os
 import warnings
 
 import torch
 
 from . import kde_cpu
+from ._dispatch import use_triton
 from .bandwidth import column_bandwidths, split_sigma
 
 LOG2E = 1.0 / math.log(2.0)
 BOUND_FACTOR = {"kl": 1.0 / 2.0, "bhattacharyya": 1.0 / 8.0}  # alpha = factor * ||da / sigma||^2
-BACKENDS = ("auto", "triton", "torch")
 SATURATION = 0.95  # warn when the estimate is within 5% of its ceiling ln N
-
-
-def interpreting():
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
 def _triton_backend():
@@ -36,18 +31,9 @@ def _torch_backend():
 
 def select_backend(name, like):
     """(forward, backward, operand dtype) of the back-end that runs tensors like `like`."""
-    if name == "auto":
-        triton_ok = (like.is_cuda or interpreting()) and like.dtype != torch.float64
-        name = "triton" if triton_ok else "torch"
-    if name == "torch":
+    if not use_triton(name, like):
         dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
         return (*_torch_backend(), dtype)
-    if like.dtype == torch.float64:
-        raise TypeError("backend='triton' takes float32, float16 or bfloat16 inputs; "
-                        "use backend='torch' for float64")
-    if not (like.is_cuda or interpreting()):
-        raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels "
-                         f"on the CPU), got a tensor on {like.device}")
     if like.dtype == torch.bfloat16 and not like.is_cuda:  # the Triton interpreter gets bf16 math wrong
         return (*_triton_backend(), torch.float32)
     return (*_triton_backend(), like.dtype)

@@ -1,5 +1,11 @@
-"""Triton kernel of the layer-binned estimator (API: fastmi/binned.py): bin every unit and hash each
-row's bin pattern in one pass.
+"""Triton kernels of the histogram estimators (API: fastmi/binned.py).
+
+_bin_hash_kernel: bin every unit and hash each row's bin pattern in one pass (layer-binned MI).
+_unit_mi_kernel: the MI of every unit pair; codes are made on the fly from a and b, the K x K joint
+histograms accumulate with tl.dot, and an epilogue turns each block into one MI value, so only
+Da x Db floats are written (never onehot(A), never the (Da K) x (Db K) counts).
+
+The row hash:
 
     h_i = sum_j (b_ij + 1) * R_j  (mod 2^64)
 
@@ -42,4 +48,73 @@ def bin_hash(x, column_keys, lo, scale, bins, discrete):
     bm, bf = 64, max(16, min(64, triton.next_power_of_2(d)))
     _bin_hash_kernel[(triton.cdiv(n, bm),)](x, column_keys, out, n, d, x.stride(0), float(lo),
                                             float(scale), bins, DISCRETE=discrete, BM=bm, BF=bf)
+    return out
+
+
+@triton.jit
+def _unit_codes(X, lo_ptr, scale_ptr, rows, units, N, D, stride, K, SOFT: tl.constexpr,
+                BR: tl.constexpr, BU: tl.constexpr, KP: tl.constexpr, CODE_DTYPE: tl.constexpr):
+    """(BR, BU * KP) codes of BU units' values in BR rows: one-hot bins, or the two-centre
+    interpolation weights (SOFT); zero for rows >= N, units >= D and padding bins >= K."""
+    mask = (rows[:, None] < N) & (units[None, :] < D)
+    x = tl.load(X + rows[:, None] * stride + units[None, :], mask=mask, other=0.0).to(tl.float32)
+    lo = tl.load(lo_ptr + units, mask=units < D, other=0.0)
+    scale = tl.load(scale_ptr + units, mask=units < D, other=0.0)
+    t = (x - lo[None, :]) * scale[None, :]
+    k = tl.arange(0, KP)[None, None, :]
+    if SOFT:
+        t = tl.minimum(tl.maximum(t - 0.5, 0.0), K - 1.0)
+        k0 = tl.minimum(tl.floor(t), K - 2.0)
+        w = t - k0
+        k0i = k0.to(tl.int32)[:, :, None]
+        c = tl.where(k == k0i, 1.0 - w[:, :, None], 0.0) + tl.where(k == k0i + 1, w[:, :, None], 0.0)
+    else:
+        index = tl.minimum(tl.maximum(tl.floor(t), 0.0), K - 1.0).to(tl.int32)
+        c = tl.where(k == index[:, :, None], 1.0, 0.0)
+    c = tl.where(mask[:, :, None], c, 0.0)
+    return tl.reshape(c, (BR, BU * KP)).to(CODE_DTYPE)
+
+
+@triton.jit
+def _plogp(p):
+    return p * tl.log(tl.maximum(p, 1e-30))  # 0 at p = 0
+
+
+@triton.jit
+def _unit_mi_kernel(A, B, LO_A, SC_A, LO_B, SC_B, OUT, N, DA, DB, stride_a, stride_b, inv_n, K,
+                    SOFT: tl.constexpr, BP: tl.constexpr, BQ: tl.constexpr, KP: tl.constexpr,
+                    BR: tl.constexpr, CODE_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr):
+    p = tl.program_id(0) * BP + tl.arange(0, BP)
+    q = tl.program_id(1) * BQ + tl.arange(0, BQ)
+    acc = tl.zeros((BP * KP, BQ * KP), dtype=ACC_DTYPE)
+    for start in range(0, N, BR):
+        rows = start + tl.arange(0, BR)
+        ca = _unit_codes(A, LO_A, SC_A, rows, p, N, DA, stride_a, K, SOFT, BR, BP, KP, CODE_DTYPE)
+        cb = _unit_codes(B, LO_B, SC_B, rows, q, N, DB, stride_b, K, SOFT, BR, BQ, KP, CODE_DTYPE)
+        acc = tl.dot(tl.trans(ca), cb, acc)
+    # epilogue: each (KP x KP) block -> sum p_uv ln p_uv - sum p_u ln p_u - sum p_v ln p_v
+    joint = tl.reshape(acc.to(tl.float32) * inv_n, (BP, KP, BQ, KP))
+    h_joint = tl.sum(tl.sum(_plogp(joint), axis=3), axis=1)
+    h_a = tl.sum(_plogp(tl.sum(joint, axis=3)), axis=1)
+    h_b = tl.sum(_plogp(tl.sum(joint, axis=1)), axis=2)
+    mask = (p[:, None] < DA) & (q[None, :] < DB)
+    tl.store(OUT + p[:, None] * DB + q[None, :], h_joint - h_a - h_b, mask=mask)
+
+
+def unit_mi(a, b, lo_a, scale_a, lo_b, scale_b, bins, soft):
+    """(Da, Db) float32 plug-in MI of every unit pair; lo/scale: per-column float32 bin constants."""
+    assert a.dim() == 2 and b.dim() == 2 and a.shape[0] == b.shape[0] and a.is_contiguous() and b.is_contiguous()
+    assert 2 <= bins <= 128, "one unit's bins must fit one tile"
+    n, da = a.shape
+    db = b.shape[1]
+    assert n * max(da, db) < 2**31, "int32 offsets"
+    kp = max(2, triton.next_power_of_2(bins))
+    bu = max(1, 128 // kp)
+    out = torch.empty((da, db), dtype=torch.float32, device=a.device)
+    # hard counts: int8 codes, int32 accumulation (exact); soft: fp16 codes, fp32 accumulation
+    code_dtype, acc_dtype = (tl.float16, tl.float32) if soft else (tl.int8, tl.int32)
+    grid = (triton.cdiv(da, bu), triton.cdiv(db, bu))
+    _unit_mi_kernel[grid](a, b, lo_a, scale_a, lo_b, scale_b, out, n, da, db, a.stride(0), b.stride(0),
+                          1.0 / n, bins, SOFT=soft, BP=bu, BQ=bu, KP=kp, BR=64, CODE_DTYPE=code_dtype,
+                          ACC_DTYPE=acc_dtype, num_warps=8)
     return out

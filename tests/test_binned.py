@@ -30,8 +30,9 @@ def on_bin_centres(n, d, bins, seed=0):
 
 # ---------------------------------------------------------------------------------- layer-binned
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("backend,dtype", [("torch", torch.float32), ("torch", torch.float64),
+                                           ("torch", torch.float16), ("triton", torch.float32),
+                                           ("triton", torch.float16)])
 @pytest.mark.parametrize("bins,da,db", [(2, 1, 1), (3, 70, 5), (30, 4, 6), (7, 12, 12)])
 def test_binned_matches_reference(backend, dtype, bins, da, db):
     a, b = dependent(400, da, db, dtype)
@@ -234,3 +235,43 @@ def test_unit_mi_needs_floats_and_a_valid_reduction():
         fastmi.unit_mi(torch.randn(10, 2), torch.randn(10, 2), reduction="max")
     with pytest.raises(TypeError, match="floating or integer"):
         fastmi.layer_mi(torch.ones(10, 2, dtype=torch.complex64), torch.randn(10, 2), estimator="binned")
+
+
+# ---------------------------------------------------------------------------------- the fused unit_mi kernel
+
+@pytest.mark.parametrize("soft,atol", [(False, 1e-5), (True, 5e-4)])  # soft codes enter tl.dot as fp16
+@pytest.mark.parametrize("bins,n,da,db", [(2, 64, 1, 1), (7, 300, 20, 5), (16, 130, 9, 17), (30, 77, 3, 4)])
+def test_triton_unit_mi_matches_torch_path(soft, atol, bins, n, da, db):
+    a, b = dependent(n, da, min(da, db), torch.float32)
+    b = torch.cat([b, torch.randn(n, db - b.shape[1])], 1) if db > b.shape[1] else b
+    a[:, 0] = 3.0  # a constant unit
+    fused = fastmi.unit_mi(a, b, bins=bins, soft=soft, backend="triton")
+    plain = fastmi.unit_mi(a, b, bins=bins, soft=soft, backend="torch")
+    assert fused.shape == (da, db)
+    torch.testing.assert_close(fused, plain, atol=atol, rtol=0)
+
+
+def test_triton_unit_mi_hard_matches_histogram2d():
+    bins = 6
+    a, b = on_bin_centres(200, 5, bins, seed=3), on_bin_centres(200, 3, bins, seed=4)
+    b[2:, 1] = a[2:, 2]
+    torch.testing.assert_close(fastmi.unit_mi(a, b, bins=bins, backend="triton").double(),
+                               torch.from_numpy(reference.unit_mi(a, b, bins)), atol=1e-6, rtol=0)
+
+
+def test_soft_unit_mi_with_grad_and_many_bins_fall_back_to_torch():
+    a, b = dependent(100, 3, 2, torch.float32)
+    a.requires_grad_()
+    value = fastmi.unit_mi(a, b, bins=8, soft=True, reduction="sum", backend="auto")
+    value.backward()
+    assert a.grad is not None and float(a.grad.abs().sum()) > 0
+    many = fastmi.unit_mi(a.detach(), b, bins=200, backend="auto")
+    torch.testing.assert_close(many, fastmi.unit_mi(a.detach(), b, bins=200, backend="torch"))
+
+
+def test_triton_backend_refuses_float64_for_histograms():
+    a, b = dependent(20, 2, 2, torch.float64)
+    with pytest.raises(TypeError, match="float64"):
+        fastmi.unit_mi(a, b, backend="triton")
+    with pytest.raises(TypeError, match="float64"):
+        fastmi.layer_mi(a, b, estimator="binned", backend="triton")
