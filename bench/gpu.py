@@ -16,7 +16,7 @@ import torch
 import fastmi
 from bench import results_dir
 from bench.baselines import dense_kde_mi
-from fastmi import bandwidth, reference
+from fastmi import bandwidth, binned, reference
 
 # fixed (value atol, gradient max-relative) tolerances; a case also passes within 2x the error of the
 # dense torch baseline in the same dtype (FlashAttention's rule)
@@ -112,6 +112,44 @@ def timing_case(n, d, dtype, device):
     return row
 
 
+def histogram_checks(device, quick):
+    """Fused unit_mi and bin+hash kernels vs the torch path on the same device."""
+    n, d = (200, 9) if quick else (4096, 64)
+    a, b = _inputs(n, d, torch.float32, device)
+    rows = []
+    for soft, tol in ((False, 1e-5), (True, 5e-4)):
+        fused = fastmi.unit_mi(a, b, bins=16, soft=soft, backend="triton")
+        plain = fastmi.unit_mi(a, b, bins=16, soft=soft, backend="torch")
+        err = float((fused - plain).abs().max())
+        rows.append(dict(check=f"unit_mi soft={soft}", n=n, d=d, max_abs_diff=err, ok=err <= tol))
+    same = bool(torch.equal(binned.row_hash(a, 30, None, "triton"),
+                            binned.row_hash(a, 30, None, "torch")))
+    rows.append(dict(check="binned row hash triton == torch", n=n, d=d, ok=same))
+    for r in rows:
+        print(f"  {r['check']}: {r.get('max_abs_diff', '')} {'ok' if r['ok'] else 'FAIL'}")
+    return rows
+
+
+def histogram_timings(device, quick):
+    """unit_mi at N = 8192, Da = Db = 1024, K = 16 (int8 tensor-core ops/s) and binned at N = 1M."""
+    cuda = device == "cuda"
+    n, d, k = (256, 16, 16) if quick else (8192, 1024, 16)
+    a, b = _inputs(n, d, torch.float32, device)
+    row = dict(job="unit_mi", n=n, d=d, bins=k)
+    row["fused_s"] = _timed(lambda: fastmi.unit_mi(a, b, bins=k, backend="triton"), cuda)
+    row["torch_s"] = _timed(lambda: fastmi.unit_mi(a, b, bins=k, backend="torch"), cuda)
+    if row["fused_s"]:
+        row["int8_tops"] = 2 * n * (d * k) ** 2 / row["fused_s"] / 1e12
+    n2 = 1024 if quick else 1_000_000
+    a, b = _inputs(n2, 64 if quick else 256, torch.float32, device)
+    binned_row = dict(job="binned", n=n2, d=a.shape[1], bins=30,
+                      fused_s=_timed(lambda: fastmi.layer_mi(a, b, estimator="binned", backend="triton"), cuda),
+                      torch_s=_timed(lambda: fastmi.layer_mi(a, b, estimator="binned", backend="torch"), cuda))
+    for r in (row, binned_row):
+        print(f"  {r}")
+    return [row, binned_row]
+
+
 def million_rows(device, n=1_000_000, d=64):
     """One forward+backward at N = 1M in bf16: must not run out of memory."""
     a, b = _inputs(n, d, torch.bfloat16, device)
@@ -145,8 +183,11 @@ def run(quick=False):
     print("timings, D = 64:")
     timings = [timing_case(n, 64 if not quick else 16, dt, device) for dt in dtypes for n in time_sizes]
     big = million_rows(device) if cuda and not quick else None
-    payload = dict(device=name, host=platform.node(), torch=torch.__version__,
-                   triton=_triton_version(), checks=checks, timings=timings, million_rows=big)
+    print("histogram estimators:")
+    checks += histogram_checks(device, quick)
+    hist_timings = histogram_timings(device, quick)
+    payload = dict(device=name, host=platform.node(), torch=torch.__version__, triton=_triton_version(),
+                   checks=checks, timings=timings, million_rows=big, histogram_timings=hist_timings)
     tag = "".join(c if c.isalnum() else "_" for c in name)
     path = os.path.join(results_dir(), f"gpu_check_{tag}.json")
     with open(path, "w") as f:
