@@ -15,7 +15,7 @@ REDUCTIONS = ("none", "mean", "sum")
 
 
 def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=False, bins=None, range=None,
-             soft=False, units="nats", backend="auto", check_finite=True):
+             soft=False, units="nats", backend="auto", check_finite=True, group=None):
     """Mutual information between two activation matrices with paired rows.
 
     Args:
@@ -37,6 +37,9 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         units: "nats" or "bits".
         backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it).
+        group: kde: a torch.distributed process group: a and b are this rank's rows, and the estimate
+            (the same on every rank) is over the global batch; each rank's gradient is the global
+            estimate's gradient for its own rows (fastmi/distributed.py).
 
     Returns:
         0-d tensor, float64 for float64 inputs and float32 otherwise; differentiable with respect
@@ -44,6 +47,8 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         of ln N (saturated bandwidth).
     """
     choice(estimator, "estimator", ESTIMATORS)
+    if group is not None and estimator != "kde":
+        raise ValueError(f"group= is supported by estimator='kde' only, got estimator={estimator!r}")
     if estimator == "unit":
         bins = DEFAULT_BINS["unit"] if bins is None else bins
         return unit_mi(a, b, bins=bins, soft=soft, range=range, reduction="mean", units=units, backend=backend,
@@ -63,7 +68,7 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         check_sigma(sigma)
         a, b = paired_samples(a, b, check_finite)
         common = torch.promote_types(a.dtype, b.dtype)
-        value = kde.kde_mi(a.to(common), b.to(common), sigma, bound, loo, backend)
+        value = kde.kde_mi(a.to(common), b.to(common), sigma, bound, loo, backend, group)
     return value / math.log(2.0) if units == "bits" else value
 
 

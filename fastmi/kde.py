@@ -14,6 +14,7 @@ import torch
 from . import kde_cpu
 from ._dispatch import use_triton
 from .bandwidth import column_bandwidths, split_sigma
+from .distributed import shard_of
 
 LOG2E = 1.0 / math.log(2.0)
 BOUND_FACTOR = {"kl": 1.0 / 2.0, "bhattacharyya": 1.0 / 8.0}  # alpha = factor * ||da / sigma||^2
@@ -40,48 +41,68 @@ def select_backend(name, like):
 
 
 class KDEMutualInformation(torch.autograd.Function):
-    """mean_i(ln SJ_i - ln SA_i - ln SB_i) of pre-scaled x, y; saves the 3N log-sums for backward."""
+    """(1/N) sum_i (ln SJ_i - ln SA_i - ln SB_i) of pre-scaled x, y; saves the 3N log-sums for backward.
+
+    Single process: x, y are all the rows. With a Shard (fastmi.distributed), x, y are this rank's
+    rows, x_all, y_all every rank's (detached): this rank sums its rows, the sums are all-reduced.
+    """
 
     @staticmethod
-    def forward(ctx, x, y, loo, forward, backward):
-        log_sums = forward(x, y, loo)
-        ctx.save_for_backward(x, y, log_sums)
-        ctx.loo, ctx.backward_fn = loo, backward
-        return (log_sums[2] - log_sums[0] - log_sums[1]).mean()
+    def forward(ctx, x, y, x_all, y_all, loo, forward, backward, shard):
+        rows = None if shard is None else shard.rows
+        own = forward(x_all, y_all, loo, rows=rows)
+        every = own if shard is None else shard.gather(own, dim=1)
+        total = (own[2] - own[0] - own[1]).sum()
+        if shard is not None:
+            total = shard.sum(total)
+        ctx.save_for_backward(x_all, y_all, every)
+        ctx.loo, ctx.backward_fn, ctx.rows = loo, backward, rows
+        return total / every.shape[1]
 
     @staticmethod
     def backward(ctx, grad):
-        x, y, log_sums = ctx.saved_tensors
-        gx, gy = ctx.backward_fn(x, y, log_sums, ctx.loo)
+        x_all, y_all, every = ctx.saved_tensors
+        gx, gy = ctx.backward_fn(x_all, y_all, every, ctx.loo, rows=ctx.rows)
         # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j S_kj (x_k - x_j)
-        scale = grad * (2.0 * math.log(2.0) / x.shape[0])
-        return (gx * scale).to(x.dtype), (gy * scale).to(y.dtype), None, None, None
+        scale = grad * (2.0 * math.log(2.0) / every.shape[1])
+        return (gx * scale).to(x_all.dtype), (gy * scale).to(y_all.dtype), None, None, None, None, None, None
 
 
-def kernel_operand(x, spec, joint_dim, bound, dtype):
-    """Centre x and scale column c by sqrt(factor * log2 e) / sigma_c, so pair kernels are exp2(-d^2)."""
+@torch.no_grad()
+def operand_scale(x, spec, joint_dim, bound):
+    """(mean, scale) of the map x -> (x - mean) * scale after which pair kernels are exp2(-d^2):
+    column c is scaled by sqrt(factor * log2 e) / sigma_c. Detached."""
     work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     bandwidths = column_bandwidths(x, spec, joint_dim)
     scale = (math.sqrt(BOUND_FACTOR[bound] * LOG2E) / bandwidths).to(work_dtype)
-    work = x.to(work_dtype)
-    centred = work - work.detach().mean(dim=0)  # distances are translation invariant; limits cancellation
-    return (centred * scale).to(dtype).contiguous()
+    return x.to(work_dtype).mean(dim=0), scale
 
 
-def kde_mi(a, b, sigma, bound, loo, backend):
-    """KDE MI in nats of validated (N, Da), (N, Db) inputs of one dtype."""
+def kernel_operand(x, mean, scale, dtype):
+    # centring: distances are translation invariant, and it limits cancellation in the Gram trick
+    return ((x.to(mean.dtype) - mean) * scale).to(dtype).contiguous()
+
+
+def kde_mi(a, b, sigma, bound, loo, backend, group=None):
+    """KDE MI in nats of validated (N, Da), (N, Db) inputs of one dtype (this rank's rows if group)."""
     with torch.autocast(device_type=a.device.type, enabled=False):  # MI needs full-precision GEMMs
-        return _kde_mi(a, b, sigma, bound, loo, backend)
+        return _kde_mi(a, b, sigma, bound, loo, backend, group)
 
 
-def _kde_mi(a, b, sigma, bound, loo, backend):
+def _kde_mi(a, b, sigma, bound, loo, backend, group):
     forward, backward, dtype = select_backend(backend, a)
-    spec_a, spec_b = split_sigma(sigma)
+    shard = None if group is None else shard_of(a, b, group)
+    a_all, b_all = (a, b) if shard is None else (shard.gather(a), shard.gather(b))
     joint_dim = a.shape[1] + b.shape[1]
-    x = kernel_operand(a, spec_a, joint_dim, bound, dtype)
-    y = kernel_operand(b, spec_b, joint_dim, bound, dtype)
-    n = a.shape[0]
-    estimate = KDEMutualInformation.apply(x, y, loo, forward, backward) + math.log(n - 1 if loo else n)
+    (spec_a, spec_b), operands = split_sigma(sigma), []
+    for own, every, spec in ((a, a_all, spec_a), (b, b_all, spec_b)):
+        mean, scale = operand_scale(every, spec, joint_dim, bound)
+        operands.append(kernel_operand(own, mean, scale, dtype))
+        operands.append(operands[-1].detach() if shard is None else kernel_operand(every, mean, scale, dtype))
+    x, x_all, y, y_all = operands
+    n = a_all.shape[0]
+    estimate = KDEMutualInformation.apply(x, y, x_all, y_all, loo, forward, backward, shard)
+    estimate = estimate + math.log(n - 1 if loo else n)
     _warn_if_saturated(float(estimate.detach()), n, sigma)
     return estimate.to(torch.float64 if a.dtype == torch.float64 else torch.float32)
 

@@ -3,8 +3,8 @@
 Rows are processed in blocks of B so that memory stays O(B*N + N*D); every function here takes the
 centred, pre-scaled x, y of fastmi.kde (pair kernel exp2(-||x_i - x_j||^2)). Pair terms are
 symmetric, so a row block lo:hi only computes columns lo:N and hands the columns hi:N their share
-(half the distances and exps); only the leave-one-out forward, whose rows need their own max, walks
-whole rows.
+(half the distances and exps). Whole rows are walked by the leave-one-out forward (its rows need
+their own max) and when only a range of rows is asked for (`rows`, as in fastmi.distributed).
 
 Subnormal floats are ~100x slower on CPUs, so kernel values below 2^-CUT of the row's largest are set
 to exactly 0 (CUT = 40 in float32: each dropped pair weighs < 1e-12 against a row sum >= 1). All
@@ -19,9 +19,9 @@ BLOCK_ELEMENTS = 1 << 21  # B * N per tile: 8 MiB in float32, a handful of such 
 CUT = {torch.float32: 40.0, torch.float64: 300.0}
 
 
-def _row_blocks(n):
+def _row_blocks(n, start, stop):
     step = max(8, min(n, BLOCK_ELEMENTS // n))
-    return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    return [(lo, min(lo + step, stop)) for lo in range(start, stop, step)]
 
 
 def _neg_sq_dist(x, norms, lo, hi, col_lo, loo):
@@ -49,21 +49,26 @@ def _tiles(x, y, nx, ny, lo, hi, col_lo, loo):
     return _neg_sq_dist(x, nx, lo, hi, col_lo, loo), _neg_sq_dist(y, ny, lo, hi, col_lo, loo)
 
 
-def forward(x, y, loo):
-    """Per-row natural-log kernel sums, tensor (3, N): ln SX, ln SY, ln SJ."""
-    n = x.shape[0]
-    nx, ny = x.square().sum(1), y.square().sum(1)
+def _whole_row_log_sums(tx, ty, loo):
     if loo:
-        out = torch.empty((3, n), dtype=x.dtype, device=x.device)
-        for lo, hi in _row_blocks(n):
-            tx, ty = _tiles(x, y, nx, ny, lo, hi, 0, loo)
-            out[2, lo:hi] = _log_sums(tx + ty, loo)
-            out[0, lo:hi] = _log_sums(tx, loo)
-            out[1, lo:hi] = _log_sums(ty, loo)
+        return torch.stack([_log_sums(tx + ty, loo), _log_sums(tx, loo), _log_sums(ty, loo)])[[1, 2, 0]]
+    ex, ey = _exp2_(tx), _exp2_(ty)
+    return torch.stack([ex.sum(1), ey.sum(1), ex.mul_(ey).sum(1)]).log_()
+
+
+def forward(x, y, loo, rows=None):
+    """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all): tensor (3, stop - start)."""
+    n = x.shape[0]
+    start, stop = rows or (0, n)
+    nx, ny = x.square().sum(1), y.square().sum(1)
+    if loo or rows is not None:
+        out = torch.empty((3, stop - start), dtype=x.dtype, device=x.device)
+        for lo, hi in _row_blocks(n, start, stop):
+            out[:, lo - start:hi - start] = _whole_row_log_sums(*_tiles(x, y, nx, ny, lo, hi, 0, loo), loo)
         return out
     # The row max is 0 (the diagonal): plain sums, and exp(-a - b) = exp(-a) exp(-b), 2 exps per pair.
     sums = torch.zeros((3, n), dtype=x.dtype, device=x.device)
-    for lo, hi in _row_blocks(n):
+    for lo, hi in _row_blocks(n, 0, n):
         ex, ey = (_exp2_(t) for t in _tiles(x, y, nx, ny, lo, hi, lo, loo))
         for k, e in enumerate((ex, ey, ex * ey)):
             sums[k, lo:hi] += e.sum(1)
@@ -71,18 +76,18 @@ def forward(x, y, loo):
     return sums.log_()
 
 
-def _pair_weights(tx, ty, log_sums, lo, hi, loo):
-    """S^x, S^y of rows lo:hi, columns lo:N (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
+def _pair_weights(tx, ty, log_sums, lo, hi, col_lo, loo):
+    """S^x, S^y of rows lo:hi, columns col_lo:N (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
     l2 = log_sums / LN2  # base-2 log-sums
     if loo:
         def both_ways(t, log2_sums):
-            return _exp2_(t - log2_sums[lo:hi, None]).add_(_exp2_(t - log2_sums[None, lo:]))
+            return _exp2_(t - log2_sums[lo:hi, None]).add_(_exp2_(t - log2_sums[None, col_lo:]))
         pj = both_ways(tx + ty, l2[2])
         return both_ways(tx, l2[0]).sub_(pj), both_ways(ty, l2[1]).sub_(pj)
     r = torch.exp2(-l2)  # 1 / S, all in [1/N, 1]
 
     def reciprocal_pair(i):
-        return r[i, lo:hi, None] + r[i, None, lo:]
+        return r[i, lo:hi, None] + r[i, None, col_lo:]
     ex, ey = _exp2_(tx), _exp2_(ty)
     pj = (ex * ey).mul_(reciprocal_pair(2))
     return ex.mul_(reciprocal_pair(0)).sub_(pj), ey.mul_(reciprocal_pair(1)).sub_(pj)
@@ -96,12 +101,21 @@ def _add_symmetric_share(g, s, v, lo, hi):
     g[hi:] += torch.addmm(below.sum(0)[:, None] * v[hi:], below.T, v[lo:hi], alpha=-1.0)
 
 
-def backward(x, y, log_sums, loo):
-    """G_k = sum_j S_kj (x_k - x_j) for x and y, before the 2 ln2 / N factor."""
+def backward(x, y, log_sums, loo, rows=None):
+    """G_k = sum_j S_kj (x_k - x_j) for x and y, rows start:stop (default all), before the 2 ln2 / N
+    factor; log_sums: (3, N), every row's."""
+    n = x.shape[0]
+    start, stop = rows or (0, n)
     nx, ny = x.square().sum(1), y.square().sum(1)
-    gx, gy = torch.zeros_like(x), torch.zeros_like(y)
-    for lo, hi in _row_blocks(x.shape[0]):
-        sx, sy = _pair_weights(*_tiles(x, y, nx, ny, lo, hi, lo, loo), log_sums, lo, hi, loo)
-        _add_symmetric_share(gx, sx, x, lo, hi)
-        _add_symmetric_share(gy, sy, y, lo, hi)
+    gx = torch.zeros((stop - start, x.shape[1]), dtype=x.dtype, device=x.device)
+    gy = torch.zeros((stop - start, y.shape[1]), dtype=y.dtype, device=y.device)
+    for lo, hi in _row_blocks(n, start, stop):
+        col_lo = lo if rows is None else 0
+        sx, sy = _pair_weights(*_tiles(x, y, nx, ny, lo, hi, col_lo, loo), log_sums, lo, hi, col_lo, loo)
+        if rows is None:
+            _add_symmetric_share(gx, sx, x, lo, hi)
+            _add_symmetric_share(gy, sy, y, lo, hi)
+        else:
+            gx[lo - start:hi - start] = torch.addmm(sx.sum(1, keepdim=True) * x[lo:hi], sx, x, alpha=-1.0)
+            gy[lo - start:hi - start] = torch.addmm(sy.sum(1, keepdim=True) * y[lo:hi], sy, y, alpha=-1.0)
     return gx, gy

@@ -70,13 +70,13 @@ def _online_log2_sum(m, s, t):
 
 
 @triton.jit
-def _kde_fwd_kernel(X, Y, NX, NY, L, N, DX, DY, stride_x, stride_y, cols_per_split,
+def _kde_fwd_kernel(X, Y, NX, NY, L, N, row_start, row_stop, DX, DY, stride_x, stride_y, cols_per_split,
                     LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                     BKX: tl.constexpr, BKY: tl.constexpr, DOT_PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     split = tl.program_id(1)
     n_splits = tl.num_programs(1)
-    rows = pid_m * BM + tl.arange(0, BM)
+    rows = row_start + pid_m * BM + tl.arange(0, BM)
     # Without LOO every exponent is <= 0 and the diagonal gives exactly 0: the row max is 0, so
     # plain sums in [1, N] need no rescaling and the joint term is exp2(tx) * exp2(ty) (2 exps/pair).
     mx = tl.zeros((BM,), dtype=tl.float32)
@@ -104,11 +104,12 @@ def _kde_fwd_kernel(X, Y, NX, NY, L, N, DX, DY, stride_x, stride_y, cols_per_spl
             sx += tl.sum(ex, 1)
             sy += tl.sum(ey, 1)
             sj += tl.sum(ex * ey, 1)
-    keep = rows < N
-    out = L + split * N + rows
+    keep = rows < row_stop
+    n_out = row_stop - row_start
+    out = L + split * n_out + rows - row_start
     tl.store(out, (mx + tl.log2(sx)) * LN2, mask=keep)
-    tl.store(out + n_splits * N, (my + tl.log2(sy)) * LN2, mask=keep)
-    tl.store(out + 2 * n_splits * N, (mj + tl.log2(sj)) * LN2, mask=keep)
+    tl.store(out + n_splits * n_out, (my + tl.log2(sy)) * LN2, mask=keep)
+    tl.store(out + 2 * n_splits * n_out, (mj + tl.log2(sj)) * LN2, mask=keep)
 
 
 @triton.jit
@@ -141,22 +142,23 @@ def _weighted_diff_tile(acc, w, X, rows, cols, feats, N, D, stride, DOT_PRECISIO
 
 
 @triton.jit
-def _store_grad(G, acc, rowsum, X, rows, feats, N, D, stride):
+def _store_grad(G, acc, rowsum, X, rows, row_start, row_stop, feats, D, stride):
     """G_k = (sum_j S_kj) x_k - sum_j S_kj x_j for one split's share of the columns."""
-    mask = (rows[:, None] < N) & (feats[None, :] < D)
+    mask = (rows[:, None] < row_stop) & (feats[None, :] < D)
     xi = tl.load(X + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0).to(tl.float32)
-    tl.store(G + rows[:, None] * D + feats[None, :], rowsum[:, None] * xi - acc, mask=mask)
+    tl.store(G + (rows[:, None] - row_start) * D + feats[None, :], rowsum[:, None] * xi - acc, mask=mask)
 
 
 @triton.jit
-def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, DX, DY, stride_x, stride_y, cols_per_split,
+def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, row_start, row_stop, DX, DY, stride_x, stride_y,
+                    cols_per_split,
                     LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                     BKX: tl.constexpr, BKY: tl.constexpr, BF: tl.constexpr,
                     DOT_PRECISION: tl.constexpr):
     pid_m = tl.program_id(0)
     split = tl.program_id(1)
     chunk = tl.program_id(2)
-    rows = pid_m * BM + tl.arange(0, BM)
+    rows = row_start + pid_m * BM + tl.arange(0, BM)
     feats = chunk * BF + tl.arange(0, BF)
     lx_i, ly_i, lj_i = _log2_sums(L, rows, N)
     acc_x = tl.zeros((BM, BF), dtype=tl.float32)
@@ -174,8 +176,9 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, DX, DY, stride_x, stride_y, cols
         rowsum_y += tl.sum(w_y, 1)
         acc_x = _weighted_diff_tile(acc_x, w_x, X, rows, cols, feats, N, DX, stride_x, DOT_PRECISION)
         acc_y = _weighted_diff_tile(acc_y, w_y, Y, rows, cols, feats, N, DY, stride_y, DOT_PRECISION)
-    _store_grad(GX + split * N * DX, acc_x, rowsum_x, X, rows, feats, N, DX, stride_x)
-    _store_grad(GY + split * N * DY, acc_y, rowsum_y, Y, rows, feats, N, DY, stride_y)
+    n_out = row_stop - row_start
+    _store_grad(GX + split * n_out * DX, acc_x, rowsum_x, X, rows, row_start, row_stop, feats, DX, stride_x)
+    _store_grad(GY + split * n_out * DY, acc_y, rowsum_y, Y, rows, row_start, row_stop, feats, DY, stride_y)
 
 
 # ----------------------------------------------------------------------------------- launchers
@@ -194,7 +197,13 @@ def _dot_precision(dtype):
     return "tf32x3" if dtype == torch.float32 else None  # fp16/bf16: tensor cores, fp32 accumulate
 
 
-def _column_splits(n, bm, bn, splits):
+def _row_range(rows, n):
+    start, stop = rows or (0, n)
+    assert 0 <= start < stop <= n, (rows, n)
+    return start, stop
+
+
+def _column_splits(n, n_rows, bm, bn, splits):
     """Columns per split (a multiple of BN) and the split count: enough programs to fill the GPU."""
     col_blocks = triton.cdiv(n, bn)
     if splits is None:
@@ -202,7 +211,7 @@ def _column_splits(n, bm, bn, splits):
             splits = 1
         else:
             sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-            splits = triton.cdiv(2 * sms, triton.cdiv(n, bm))
+            splits = triton.cdiv(2 * sms, triton.cdiv(n_rows, bm))
     splits = max(1, min(int(splits), col_blocks))
     cols_per_split = triton.cdiv(col_blocks, splits) * bn
     return cols_per_split, triton.cdiv(n, cols_per_split)
@@ -227,36 +236,40 @@ FWD_BLOCKS = dict(BM=64, BN=64)
 BWD_BLOCKS = dict(BM=64, BN=64, BF=64)
 
 
-def kde_forward(x, y, loo, splits=None):
-    """Per-row natural-log kernel sums, float32 tensor (3, N): rows ln SX, ln SY, ln SJ."""
+def kde_forward(x, y, loo, splits=None, rows=None):
+    """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all) against every
+    column: float32 tensor (3, stop - start)."""
     _check_operands(x, y)
     n, dx = x.shape
     dy = y.shape[1]
+    start, stop = _row_range(rows, n)
     bm, bn = FWD_BLOCKS["BM"], FWD_BLOCKS["BN"]
-    cols_per_split, n_splits = _column_splits(n, bm, bn, splits)
-    partial = torch.empty((3, n_splits, n), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(n, bm), n_splits)
-    _kde_fwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), partial, n, dx, dy,
+    cols_per_split, n_splits = _column_splits(n, stop - start, bm, bn, splits)
+    partial = torch.empty((3, n_splits, stop - start), device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(stop - start, bm), n_splits)
+    _kde_fwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), partial, n, start, stop, dx, dy,
                           x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
                           BKX=_feature_block(dx), BKY=_feature_block(dy),
                           DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
     return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
 
 
-def kde_backward(x, y, log_sums, loo, splits=None):
-    """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32), before the 2 ln2 / N factor."""
+def kde_backward(x, y, log_sums, loo, splits=None, rows=None):
+    """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32) of rows start:stop (default all), before
+    the 2 ln2 / N factor; log_sums: (3, N), every row's."""
     _check_operands(x, y)
     n, dx = x.shape
     dy = y.shape[1]
+    start, stop = _row_range(rows, n)
     assert log_sums.shape == (3, n) and log_sums.dtype == torch.float32
     bm, bn, bf = BWD_BLOCKS["BM"], BWD_BLOCKS["BN"], BWD_BLOCKS["BF"]
-    cols_per_split, n_splits = _column_splits(n, bm, bn, splits)
+    cols_per_split, n_splits = _column_splits(n, stop - start, bm, bn, splits)
     assert n_splits * n * max(dx, dy) < 2**31, "partial gradients would overflow int32 offsets"
-    gx = torch.empty((n_splits, n, dx), device=x.device, dtype=torch.float32)
-    gy = torch.empty((n_splits, n, dy), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(n, bm), n_splits, triton.cdiv(max(dx, dy), bf))
-    _kde_bwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), log_sums.contiguous(), gx, gy, n, dx, dy,
-                          x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
+    gx = torch.empty((n_splits, stop - start, dx), device=x.device, dtype=torch.float32)
+    gy = torch.empty((n_splits, stop - start, dy), device=x.device, dtype=torch.float32)
+    grid = (triton.cdiv(stop - start, bm), n_splits, triton.cdiv(max(dx, dy), bf))
+    _kde_bwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), log_sums.contiguous(), gx, gy, n, start, stop,
+                          dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
                           BKX=_feature_block(dx), BKY=_feature_block(dy), BF=bf,
                           DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
     return gx.sum(0), gy.sum(0)

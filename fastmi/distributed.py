@@ -1,0 +1,54 @@
+"""Global-batch MI under data parallelism (DDP / FSDP): every rank holds a shard of the batch.
+
+layer_mi(..., group=g) gathers the rows of every rank (detached), computes the bandwidth and the
+centring from the global batch, sums this rank's rows against every column with the same kernels
+(a row range, not a copy of them), and all-reduces the row sums. No collective runs in backward:
+each rank's gradient for its own rows is the full gradient of the global estimate for those rows,
+built from the gathered log-sums of every row (DESIGN.md, backward).
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Shard:
+    """This rank's place in the global batch."""
+    group: object
+    sizes: list  # rows held by each rank, in rank order
+    rank: int
+
+    @property
+    def rows(self):
+        start = sum(self.sizes[:self.rank])
+        return start, start + self.sizes[self.rank]
+
+    def gather(self, x, dim=0):
+        """Every rank's rows of x (detached; rows along `dim`), concatenated in rank order."""
+        rows_first = x.detach().movedim(dim, 0)
+        padded = rows_first.new_zeros((max(self.sizes), *rows_first.shape[1:]))
+        padded[:rows_first.shape[0]] = rows_first
+        parts = [torch.empty_like(padded) for _ in self.sizes]
+        dist.all_gather(parts, padded, group=self.group)
+        return torch.cat([p[:n] for p, n in zip(parts, self.sizes)]).movedim(0, dim)
+
+    def sum(self, value):
+        total = value.detach().clone()
+        dist.all_reduce(total, group=self.group)
+        return total
+
+
+def shard_of(a, b, group):
+    """Check the group and the ranks' shapes; this rank's Shard."""
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("layer_mi(..., group=...) needs torch.distributed to be initialised "
+                           "(torch.distributed.init_process_group) first")
+    shape = torch.tensor([a.shape[0], a.shape[1], b.shape[1]], device=a.device)
+    shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(shapes, shape, group=group)
+    widths = [tuple(int(v) for v in s[1:]) for s in shapes]
+    if len(set(widths)) > 1:
+        raise ValueError(f"the ranks hold different feature widths (Da, Db) = {widths}; every rank "
+                         "must pass the same layers")
+    return Shard(group, [int(s[0]) for s in shapes], dist.get_rank(group))

@@ -1,0 +1,95 @@
+"""layer_mi(group=...) over 2 gloo processes equals the single-process estimate on the whole batch."""
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import fastmi
+
+SIZES = (37, 50)  # unequal shards
+
+
+def batch(dtype):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(sum(SIZES), 5, generator=g, dtype=torch.float64)
+    b = a[:, :3] + 0.5 * torch.randn(sum(SIZES), 3, generator=g, dtype=torch.float64)
+    return a.to(dtype), b.to(dtype)
+
+
+def model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+
+
+def _worker(rank, init_file, out_dir, mode, backend, dtype, loo):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=len(SIZES))
+    try:
+        a, b = batch(dtype)
+        start = sum(SIZES[:rank])
+        a_r = a[start:start + SIZES[rank]].clone().requires_grad_()
+        b_r = b[start:start + SIZES[rank]].clone().requires_grad_()
+        result = {}
+        if mode == "mi":
+            value = fastmi.layer_mi(a_r, b_r, group=dist.group.WORLD, backend=backend, loo=loo)
+            value.backward()
+            result = dict(value=value.detach(), ga=a_r.grad, gb=b_r.grad)
+        elif mode == "regularizer":
+            net = model()
+            reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend=backend)
+            net(a_r.detach())
+            result = dict(value=reg().detach())
+        elif mode == "widths":
+            try:
+                fastmi.layer_mi(a_r[:, : 2 + rank], b_r, group=dist.group.WORLD)
+            except ValueError as e:
+                result = dict(error=str(e))
+        torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        dist.barrier()  # no rank tears the group down while another still uses it
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(tmp_path, mode, backend="torch", dtype=torch.float64, loo=False):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), mode, backend, dtype, loo),
+             nprocs=len(SIZES), join=True)
+    return [torch.load(tmp_path / f"{r}.pt") for r in range(len(SIZES))]
+
+
+@pytest.mark.parametrize("backend,dtype,loo,tol", [("torch", torch.float64, False, 1e-12),
+                                                   ("torch", torch.float64, True, 1e-12),
+                                                   ("triton", torch.float32, False, 2e-6)])
+def test_global_batch_value_and_gradients(tmp_path, backend, dtype, loo, tol):
+    ranks = run_ranks(tmp_path, "mi", backend, dtype, loo)
+    a, b = (t.requires_grad_() for t in batch(dtype))
+    single = fastmi.layer_mi(a, b, backend=backend, loo=loo)
+    single.backward()
+    start = 0
+    for size, r in zip(SIZES, ranks):
+        assert float(r["value"]) == pytest.approx(float(single.detach()), abs=tol)
+        torch.testing.assert_close(r["ga"], a.grad[start:start + size], atol=tol, rtol=1e-5)
+        torch.testing.assert_close(r["gb"], b.grad[start:start + size], atol=tol, rtol=1e-5)
+        start += size
+
+
+def test_regularizer_passes_the_group_through(tmp_path):
+    ranks = run_ranks(tmp_path, "regularizer")
+    net = model()
+    reg = fastmi.Regularizer(net, backend="torch")
+    net(batch(torch.float64)[0])
+    expected = float(reg())
+    assert all(float(r["value"]) == pytest.approx(expected, abs=1e-10) for r in ranks)
+
+
+def test_ranks_with_different_widths_are_refused(tmp_path):
+    ranks = run_ranks(tmp_path, "widths")
+    assert all("different feature widths" in r.get("error", "") for r in ranks)
+
+
+def test_group_without_initialised_distributed():
+    a, b = batch(torch.float32)
+    with pytest.raises(RuntimeError, match="initialised"):
+        fastmi.layer_mi(a, b, group=object())
+    with pytest.raises(ValueError, match="kde"):
+        fastmi.layer_mi(a, b, estimator="binned", group=object())
