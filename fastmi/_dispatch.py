@@ -1,4 +1,5 @@
 """Which back-end runs a tensor: the Triton kernels (CUDA, or the interpreter on CPU) or torch."""
+import contextlib
 import os
 
 import torch
@@ -21,3 +22,10 @@ def use_triton(backend, like):
                              f"on the CPU), got a tensor on {like.device}")
         return True
     return backend == "auto" and (like.is_cuda or interpreting()) and like.dtype != torch.float64
+
+
+def full_precision(device):
+    """Switch autocast off (MI needs full-precision GEMMs); a no-op context when it is not on, so that
+    torch.export sees a flat graph."""
+    enabled = torch.is_autocast_enabled(device.type)
+    return torch.autocast(device_type=device.type, enabled=False) if enabled else contextlib.nullcontext()

@@ -4,7 +4,7 @@ import math
 import torch
 
 from . import binned, kde
-from ._dispatch import BACKENDS
+from ._dispatch import BACKENDS, full_precision
 from ._inputs import choice, paired_samples
 from .bandwidth import check_sigma
 
@@ -89,7 +89,7 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
     if not isinstance(soft, bool):
         raise TypeError(f"soft must be a bool, got {soft!r}")
     a, b = paired_samples(a, b, check_finite)
-    with torch.autocast(device_type=a.device.type, enabled=False):
+    with full_precision(a.device):
         matrix = binned.unit_mi_matrix(a, b, bins, soft, range, backend).to(_result_dtype(a, b))
     value = {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
     return value / math.log(2.0) if units == "bits" else value

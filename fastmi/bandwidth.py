@@ -38,8 +38,9 @@ def median(n, d, z, fraction=MEDIAN_FRACTION):
     d2 = torch.addmm(sq[:, None] + sq[None, :], rows, rows.T, alpha=-2.0)
     i, j = torch.triu_indices(len(rows), len(rows), offset=1, device=rows.device)
     distances = d2[i, j].clamp_min(0.0).sqrt()
-    value = float(distances.median()) if distances.numel() else 0.0
-    return fraction * value if value > 0.0 else 1.0  # (nearly) all rows equal: any bandwidth gives 0
+    value = distances.median() if distances.numel() else distances.new_zeros(())
+    # a tensor, not a float: no host sync (torch.compile); (nearly) all rows equal: any bandwidth gives 0
+    return torch.where(value > 0, fraction * value, torch.ones_like(value))
 
 
 RULES = {"silverman": silverman, "scott": scott, "median": median}
@@ -77,7 +78,9 @@ def column_bandwidths(x, spec, joint_dim):
     std = x.double().std(dim=0)
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns add no distance anyway
     z = (x.double() - x.double().mean(dim=0)) / std
-    value = float(rule(n, joint_dim, z))
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"bandwidth rule {spec!r} gave {value!r}; it must return a positive float")
+    value = rule(n, joint_dim, z)
+    if not torch.is_tensor(value) or not torch.compiler.is_compiling():  # reading a tensor is a sync
+        checked = float(value)
+        if not (math.isfinite(checked) and checked > 0):
+            raise ValueError(f"bandwidth rule {spec!r} gave {checked!r}; it must return a positive float")
     return std * value

@@ -19,7 +19,8 @@ class Regularizer:
         model: the nn.Module whose layers are watched.
         layers: None (every Linear / Conv layer), or a list of submodule names or modules.
         weight: the loss weight.
-        estimator, **estimator_kwargs: passed to fastmi.layer_mi (e.g. sigma=, bound=, backend=).
+        estimator, **estimator_kwargs: passed to fastmi.layer_mi (e.g. sigma=, bound=, backend=, and
+            group= for the global-batch estimate under torch.distributed).
         maximize: True for -weight * MI (raise MI between layers, as in Hodas & Stinis 2018);
             False for +weight * MI (bottleneck-style minimisation).
         max_samples: if the batch has more rows, use this many, the same random rows for every layer
