@@ -1,6 +1,7 @@
 """fastmi: fast, differentiable mutual information between neural-network layers."""
 from .api import layer_mi, unit_mi
+from .monitor import MILog, information_plane_point, plot_information_plane
 from .regularizer import Regularizer
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi", "unit_mi", "Regularizer"]
+__all__ = ["layer_mi", "unit_mi", "Regularizer", "MILog", "information_plane_point", "plot_information_plane"]

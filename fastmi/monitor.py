@@ -1,0 +1,84 @@
+"""Logging MI during training: a recorder/forwarder for Regularizer.last, and information-plane helpers."""
+import torch
+
+from .api import layer_mi
+
+
+class MILog:
+    """Records `regularizer.last` (the per-pair MI of its latest call) and forwards it to a logger.
+
+    `writer` may be a TensorBoard-style object with add_scalar(tag, value, step) (e.g.
+    torch.utils.tensorboard.SummaryWriter), any callable(dict, step), or None (record only).
+    Call `log(step)` after each `reg()`; `log.steps` and `log.values` hold the history.
+    """
+
+    def __init__(self, regularizer, writer=None, tag="fastmi/mi"):
+        if writer is not None and not (hasattr(writer, "add_scalar") or callable(writer)):
+            raise TypeError(f"writer must have add_scalar(tag, value, step) or be callable, got {writer!r}")
+        self.regularizer, self.writer, self.tag = regularizer, writer, tag
+        self.steps, self.values = [], []
+
+    def __call__(self, step=None):
+        step = len(self.steps) if step is None else step
+        values = list(self.regularizer.last)
+        self.steps.append(step)
+        self.values.append(values)
+        scalars = {f"{self.tag}/pair{k}": v for k, v in enumerate(values)}
+        if hasattr(self.writer, "add_scalar"):
+            for tag, value in scalars.items():
+                self.writer.add_scalar(tag, value, step)
+        elif self.writer is not None:
+            self.writer(scalars, step)
+        return scalars
+
+    def plot(self, path, title="MI between successive layers"):
+        """PNG of each pair's MI against the step."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in range(len(self.values[0]) if self.values else 0):
+            ax.plot(self.steps, [v[k] for v in self.values], label=f"I(h{k + 1}; h{k + 2})")
+        ax.set(xlabel="step", ylabel="MI", title=title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+
+
+@torch.no_grad()
+def information_plane_point(x, layers, labels, **layer_mi_kwargs):
+    """One epoch's information-plane coordinates: ([I(X; T_k)], [I(T_k; Y)]) for each layer output T_k.
+
+    Defaults to the binned estimator (Shwartz-Ziv & Tishby); labels may be an integer tensor.
+    """
+    kwargs = dict(estimator="binned", **layer_mi_kwargs)
+    i_xt = [float(layer_mi(x, t, **kwargs)) for t in layers]
+    i_ty = [float(layer_mi(t, labels, **kwargs)) for t in layers]
+    return i_xt, i_ty
+
+
+def plot_information_plane(points, path, title="Information plane"):
+    """PNG of the information plane from a list of per-epoch (i_xt, i_ty) points, one line per layer,
+    coloured by epoch."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    layers = len(points[0][0])
+    for k in range(layers):
+        xs, ys = [p[0][k] for p in points], [p[1][k] for p in points]
+        ax.plot(xs, ys, "-", color="gray", lw=0.6, alpha=0.6)
+        scatter = ax.scatter(xs, ys, c=range(len(points)), cmap="viridis", s=14)
+        ax.annotate(f"T{k + 1}", (xs[-1], ys[-1]), fontsize=8)
+    fig.colorbar(scatter, ax=ax, label="epoch")
+    ax.set(xlabel="I(X; T)", ylabel="I(T; Y)", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'fastmi[bench]' or matplotlib") from e
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

@@ -1,0 +1,63 @@
+"""Logging helpers: MILog forwards Regularizer.last; information-plane points and plots."""
+import pytest
+import torch
+
+import fastmi
+
+
+class FakeWriter:
+    def __init__(self):
+        self.calls = []
+
+    def add_scalar(self, tag, value, step):
+        self.calls.append((tag, value, step))
+
+
+def mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 5), torch.nn.Tanh(),
+                               torch.nn.Linear(5, 3))
+
+
+def test_milog_writes_every_pair_each_step(tmp_path):
+    model, writer = mlp(), FakeWriter()
+    reg = fastmi.Regularizer(model)
+    log = fastmi.MILog(reg, writer, tag="mi")
+    for step in (10, 20):
+        model(torch.randn(40, 4))
+        reg()
+        log(step)
+    assert [c[0] for c in writer.calls] == ["mi/pair0", "mi/pair1"] * 2
+    assert [c[2] for c in writer.calls] == [10, 10, 20, 20]
+    assert log.values[-1] == reg.last and log.steps == [10, 20]
+    log.plot(tmp_path / "mi.png")
+    assert (tmp_path / "mi.png").stat().st_size > 1000
+
+
+def test_milog_callable_writer_and_bad_writer():
+    model = mlp()
+    reg = fastmi.Regularizer(model)
+    seen = []
+    log = fastmi.MILog(reg, lambda scalars, step: seen.append((scalars, step)))
+    model(torch.randn(40, 4))
+    reg()
+    log()
+    assert seen == [({"fastmi/mi/pair0": reg.last[0], "fastmi/mi/pair1": reg.last[1]}, 0)]
+    with pytest.raises(TypeError, match="add_scalar"):
+        fastmi.MILog(reg, writer=42)
+
+
+def test_information_plane(tmp_path):
+    model = mlp()
+    x = torch.randn(120, 4)
+    labels = torch.randint(0, 3, (120,))
+    points = []
+    for _ in range(3):
+        h1 = model[1](model[0](x))
+        h2 = model[3](model[2](h1))
+        i_xt, i_ty = fastmi.information_plane_point(x, [h1, h2], labels, bins=8)
+        expected = float(fastmi.layer_mi(h1, labels, estimator="binned", bins=8))
+        assert i_ty[0] == pytest.approx(expected) and len(i_xt) == 2
+        points.append((i_xt, i_ty))
+    fastmi.plot_information_plane(points, tmp_path / "plane.png")
+    assert (tmp_path / "plane.png").stat().st_size > 1000
