@@ -7,6 +7,7 @@ from . import binned, kde
 from ._dispatch import BACKENDS, full_precision
 from ._inputs import choice, paired_samples
 from .bandwidth import check_sigma
+from .distributed import shard_of
 
 ESTIMATORS = ("kde", "binned", "unit")
 DEFAULT_SIGMA = "median"
@@ -37,7 +38,7 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         units: "nats" or "bits".
         backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it).
-        group: kde: a torch.distributed process group: a and b are this rank's rows, and the estimate
+        group: a torch.distributed process group: a and b are this rank's rows, and the estimate
             (the same on every rank) is over the global batch; each rank's gradient is the global
             estimate's gradient for its own rows (fastmi/distributed.py).
 
@@ -47,12 +48,10 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         of ln N (saturated bandwidth).
     """
     choice(estimator, "estimator", ESTIMATORS)
-    if group is not None and estimator != "kde":
-        raise ValueError(f"group= is supported by estimator='kde' only, got estimator={estimator!r}")
     if estimator == "unit":
         bins = DEFAULT_BINS["unit"] if bins is None else bins
         return unit_mi(a, b, bins=bins, soft=soft, range=range, reduction="mean", units=units, backend=backend,
-                       check_finite=check_finite)
+                       check_finite=check_finite, group=group)
     choice(units, "units", ("nats", "bits"))
     choice(backend, "backend", BACKENDS)
     if estimator == "binned":
@@ -60,7 +59,8 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         binned.check_bins(bins)
         binned.check_range(range)
         a, b = paired_samples(a, b, check_finite, allow_integer=True)
-        value = binned.binned_mi(a, b, bins, range, backend).to(_result_dtype(a, b))
+        shard = None if group is None else shard_of(a, b, group)
+        value = binned.binned_mi(a, b, bins, range, backend, shard).to(_result_dtype(a, b))
     else:
         choice(bound, "bound", tuple(kde.BOUND_FACTOR))
         if not isinstance(loo, bool):
@@ -73,13 +73,14 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
 
 
 def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="nats", backend="auto",
-            check_finite=True):
+            check_finite=True, group=None):
     """MI of every unit pair (a[:, p], b[:, q]) from its bins x bins joint histogram (plug-in, nats).
 
     Each unit is binned into `bins` equal-width bins over its own min/max (or `range`). Hard codes
     count samples; `soft=True` spreads each sample's mass over the two nearest bin centres (linear
     interpolation), which makes the result differentiable. Returns a (Da, Db) tensor, or its mean or
-    sum (`reduction`), float64 for float64 inputs and float32 otherwise.
+    sum (`reduction`), float64 for float64 inputs and float32 otherwise. With a torch.distributed
+    `group`, a and b are this rank's rows and the histograms are those of the global batch.
     """
     binned.check_bins(bins)
     binned.check_range(range)
@@ -89,8 +90,9 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
     if not isinstance(soft, bool):
         raise TypeError(f"soft must be a bool, got {soft!r}")
     a, b = paired_samples(a, b, check_finite)
+    shard = None if group is None else shard_of(a, b, group)
     with full_precision(a.device):
-        matrix = binned.unit_mi_matrix(a, b, bins, soft, range, backend).to(_result_dtype(a, b))
+        matrix = binned.unit_mi_matrix(a, b, bins, soft, range, backend, shard).to(_result_dtype(a, b))
     value = {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
     return value / math.log(2.0) if units == "bits" else value
 

@@ -49,12 +49,13 @@ def _work(x):
 
 
 @torch.no_grad()
-def layer_range(x, bins, value_range):
+def layer_range(x, bins, value_range, shard=None):
     """(lo, scale) of one layer: bin = floor((x - lo) * scale), scale = K / (hi - lo) (0 if hi = lo)."""
     if value_range is not None:
         lo, hi = (float(v) for v in value_range)
     else:
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = x.min(), x.max()
+        lo, hi = (float(lo), float(hi)) if shard is None else (float(v) for v in shard.extremes(lo, hi))
     scale = bins / (hi - lo) if hi > lo else 0.0
     return (lo, scale) if x.dtype == torch.float64 else (_float32(lo), _float32(scale))
 
@@ -80,9 +81,9 @@ def row_hash_torch(x, keys, lo, scale, bins, discrete):
     return out
 
 
-def row_hash(x, bins, value_range, backend):
+def row_hash(x, bins, value_range, backend, shard=None):
     discrete = not x.is_floating_point()
-    lo, scale = (0.0, 0.0) if discrete else layer_range(x, bins, value_range)
+    lo, scale = (0.0, 0.0) if discrete else layer_range(x, bins, value_range, shard)
     keys = column_keys(x.shape[1], x.device)
     if use_triton(backend, x):
         from .kernels.binned import bin_hash
@@ -99,10 +100,14 @@ def entropy_from_symbols(symbols):
     return torch.log(n) - (c * torch.log(c)).sum() / n, ids, counts.numel()
 
 
-def binned_mi(a, b, bins, value_range, backend):
-    """I = H(A) + H(B) - H(A, B) in nats (float64 0-d tensor) from the rows' bin-pattern symbols."""
-    h_a, ids_a, _ = entropy_from_symbols(row_hash(a, bins, value_range, backend))
-    h_b, ids_b, n_b = entropy_from_symbols(row_hash(b, bins, value_range, backend))
+def binned_mi(a, b, bins, value_range, backend, shard=None):
+    """I = H(A) + H(B) - H(A, B) in nats (float64 0-d tensor) from the rows' bin-pattern symbols
+    (every rank's rows with a Shard)."""
+    def symbols(x):
+        h = row_hash(x, bins, value_range, backend, shard)
+        return h if shard is None else shard.gather(h)
+    h_a, ids_a, _ = entropy_from_symbols(symbols(a))
+    h_b, ids_b, n_b = entropy_from_symbols(symbols(b))
     h_ab, _, _ = entropy_from_symbols(ids_a * n_b + ids_b)  # exact joint ids, no second hash
     return h_a + h_b - h_ab
 
@@ -111,7 +116,7 @@ def binned_mi(a, b, bins, value_range, backend):
 
 
 @torch.no_grad()
-def column_ranges(x, bins, value_range):
+def column_ranges(x, bins, value_range, shard=None):
     """Per-column (lo, scale) tensors: each unit binned over its own range (or the given one)."""
     x = _work(x)
     if value_range is not None:
@@ -119,6 +124,7 @@ def column_ranges(x, bins, value_range):
         hi = torch.full_like(lo, float(value_range[1]))
     else:
         lo, hi = x.min(0).values, x.max(0).values
+        lo, hi = (lo, hi) if shard is None else shard.extremes(lo, hi)
     width = hi - lo
     scale = torch.where(width > 0, bins / width.where(width > 0, torch.ones_like(width)), torch.zeros_like(width))
     return lo, scale
@@ -138,10 +144,11 @@ def codes(x, lo, scale, bins, soft, count_dtype=None):
     return zeros.scatter(2, k0[..., None], (1 - w)[..., None]).scatter_add(2, k0[..., None] + 1, w[..., None])
 
 
-def joint_counts(a, b, bins, soft, value_range):
-    """(Da K) x (Db K) joint histograms of every unit pair: sum over rows of codes(a)^T codes(b)."""
-    lo_a, scale_a = column_ranges(a, bins, value_range)
-    lo_b, scale_b = column_ranges(b, bins, value_range)
+def joint_counts(a, b, bins, soft, value_range, shard=None):
+    """(Da K) x (Db K) joint histograms of every unit pair: sum over rows of codes(a)^T codes(b)
+    (of this rank's rows with a Shard, binned over the global ranges)."""
+    lo_a, scale_a = column_ranges(a, bins, value_range, shard)
+    lo_b, scale_b = column_ranges(b, bins, value_range, shard)
     n, da, db = a.shape[0], a.shape[1], b.shape[1]
     step = max(1, (1 << 22) // (bins * max(da, db)))
     count_dtype = torch.float32 if n < 2**24 else torch.float64  # float32 counts are exact below 2^24
@@ -167,12 +174,15 @@ def mi_from_joint(counts, n, da, db, bins):
 TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
 
 
-def unit_mi_matrix(a, b, bins, soft, value_range, backend):
+def unit_mi_matrix(a, b, bins, soft, value_range, backend, shard=None):
     """(Da, Db) MI of every unit pair: the fused Triton kernel when it applies, else torch GEMMs.
 
-    The kernel computes no gradient, so soft codes that need one take the torch path (autograd
-    through the codes: O(N D K) memory)."""
+    The kernel computes no gradient and no partial counts, so soft codes that need a gradient and
+    the global batch of a Shard take the torch path (autograd through the codes: O(N D K) memory)."""
     needs_grad = soft and torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
+    if shard is not None:
+        counts = shard.sum_with_grad(joint_counts(a, b, bins, soft, value_range, shard))
+        return mi_from_joint(counts, sum(shard.sizes), a.shape[1], b.shape[1], bins)
     if use_triton(backend, a) and bins <= TRITON_MAX_BINS and not needs_grad:
         from .kernels.binned import unit_mi
         ranges = [r.float().contiguous() for x in (a, b) for r in column_ranges(x, bins, value_range)]

@@ -1,10 +1,13 @@
 """Global-batch MI under data parallelism (DDP / FSDP): every rank holds a shard of the batch.
 
-layer_mi(..., group=g) gathers the rows of every rank (detached), computes the bandwidth and the
+KDE: layer_mi(..., group=g) gathers the rows of every rank (detached), computes the bandwidth and the
 centring from the global batch, sums this rank's rows against every column with the same kernels
 (a row range, not a copy of them), and all-reduces the row sums. No collective runs in backward:
 each rank's gradient for its own rows is the full gradient of the global estimate for those rows,
 built from the gathered log-sums of every row (DESIGN.md, backward).
+
+Histograms: the bin ranges come from the global min/max; "binned" gathers the rows' 64-bit symbols;
+unit_mi sums the joint counts over ranks (differentiably, for soft codes).
 """
 from dataclasses import dataclass
 
@@ -34,9 +37,32 @@ class Shard:
         return torch.cat([p[:n] for p, n in zip(parts, self.sizes)]).movedim(0, dim)
 
     def sum(self, value):
+        """The sum over ranks (detached)."""
         total = value.detach().clone()
         dist.all_reduce(total, group=self.group)
         return total
+
+    def sum_with_grad(self, value):
+        """The sum over ranks, differentiable: every rank computes the same loss from the total, so
+        the gradient for this rank's share is the gradient for the total (an identity backward)."""
+        return _SumOverRanks.apply(value, self)
+
+    def extremes(self, lo, hi):
+        """Global elementwise (min of lo, max of hi) over ranks."""
+        lo, hi = lo.detach().clone(), hi.detach().clone()
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN, group=self.group)
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX, group=self.group)
+        return lo, hi
+
+
+class _SumOverRanks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value, shard):
+        return shard.sum(value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
 
 
 def shard_of(a, b, group):

@@ -40,6 +40,15 @@ def _worker(rank, init_file, out_dir, mode, backend, dtype, loo):
             reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend=backend)
             net(a_r.detach())
             result = dict(value=reg().detach())
+        elif mode == "histograms":
+            a_r = a_r.detach().requires_grad_()
+            soft = fastmi.unit_mi(a_r, b_r.detach(), bins=6, soft=True, reduction="sum", group=dist.group.WORLD)
+            soft.backward()
+            result = dict(
+                binned=fastmi.layer_mi(a_r.detach(), b_r.detach(), estimator="binned", bins=4,
+                                       group=dist.group.WORLD, backend=backend),
+                hard=fastmi.unit_mi(a_r.detach(), b_r.detach(), bins=6, group=dist.group.WORLD, backend=backend),
+                soft=soft.detach(), soft_grad=a_r.grad)
         elif mode == "widths":
             try:
                 fastmi.layer_mi(a_r[:, : 2 + rank], b_r, group=dist.group.WORLD)
@@ -73,12 +82,31 @@ def test_global_batch_value_and_gradients(tmp_path, backend, dtype, loo, tol):
         start += size
 
 
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_histograms_over_the_global_batch(tmp_path, backend):
+    dtype = torch.float64 if backend == "torch" else torch.float32
+    ranks = run_ranks(tmp_path, "histograms", backend, dtype)
+    a, b = batch(dtype)
+    binned = float(fastmi.layer_mi(a, b, estimator="binned", bins=4, backend=backend))
+    hard = fastmi.unit_mi(a, b, bins=6, backend=backend)
+    a.requires_grad_()
+    soft = fastmi.unit_mi(a, b, bins=6, soft=True, reduction="sum")
+    soft.backward()
+    start = 0
+    for size, r in zip(SIZES, ranks):
+        assert float(r["binned"]) == pytest.approx(binned, abs=1e-6)
+        torch.testing.assert_close(r["hard"], hard, atol=1e-5, rtol=0)
+        assert float(r["soft"]) == pytest.approx(float(soft.detach()), abs=1e-5)
+        torch.testing.assert_close(r["soft_grad"], a.grad[start:start + size], atol=1e-6, rtol=1e-5)
+        start += size
+
+
 def test_regularizer_passes_the_group_through(tmp_path):
     ranks = run_ranks(tmp_path, "regularizer")
     net = model()
     reg = fastmi.Regularizer(net, backend="torch")
     net(batch(torch.float64)[0])
-    expected = float(reg())
+    expected = float(reg().detach())
     assert all(float(r["value"]) == pytest.approx(expected, abs=1e-10) for r in ranks)
 
 
@@ -91,5 +119,5 @@ def test_group_without_initialised_distributed():
     a, b = batch(torch.float32)
     with pytest.raises(RuntimeError, match="initialised"):
         fastmi.layer_mi(a, b, group=object())
-    with pytest.raises(ValueError, match="kde"):
-        fastmi.layer_mi(a, b, estimator="binned", group=object())
+    with pytest.raises(RuntimeError, match="initialised"):
+        fastmi.unit_mi(a, b, group=object())
