@@ -3,20 +3,20 @@ import math
 
 import torch
 
-from . import binned, kde
+from . import binned, kde, ksg
 from ._dispatch import BACKENDS, full_precision
 from ._inputs import choice, paired_samples
 from .bandwidth import check_sigma
 from .distributed import shard_of
 
-ESTIMATORS = ("kde", "binned", "unit")
+ESTIMATORS = ("kde", "binned", "unit", "ksg")
 DEFAULT_SIGMA = "median"
 DEFAULT_BINS = {"binned": 30, "unit": 16}
 REDUCTIONS = ("none", "mean", "sum")
 
 
 def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=False, bins=None, range=None,
-             soft=False, units="nats", backend="auto", check_finite=True, group=None):
+             soft=False, k=3, units="nats", backend="auto", check_finite=True, group=None):
     """Mutual information between two activation matrices with paired rows.
 
     Args:
@@ -24,7 +24,9 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
             promoted to a common floating dtype ("binned" also takes integer tensors, as symbols).
         estimator: "kde", the pairwise Gaussian-KDE estimator (DESIGN.md, estimator 1);
             "binned", plug-in MI of the rows' bin patterns (not differentiable);
-            "unit", the mean over unit pairs of fastmi.unit_mi.
+            "unit", the mean over unit pairs of fastmi.unit_mi;
+            "ksg", the Kraskov-Stoegbauer-Grassberger kNN estimator, algorithm 1 (fastmi/ksg.py; not
+            differentiable, the least biased at low dimension).
         sigma: kde: kernel bandwidth: a positive float (noise std in raw units), a rule "median",
             "silverman" or "scott" (applied after per-column standardisation), a callable rule,
             or a pair of those for (a, b). Always detached from autograd.
@@ -35,6 +37,7 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         range: binned / unit: (lo, hi) for every unit; default: the layer's min/max ("binned") or
             each unit's own min/max ("unit"). Values outside go to the edge bins.
         soft: unit: linear-interpolation codes (differentiable) instead of hard counts.
+        k: ksg: the number of nearest neighbours (1 <= k < N); columns are scaled to unit variance first.
         units: "nats" or "bits".
         backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it).
@@ -61,6 +64,11 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         a, b = paired_samples(a, b, check_finite, allow_integer=True)
         shard = None if group is None else shard_of(a, b, group)
         value = binned.binned_mi(a, b, bins, range, backend, shard).to(_result_dtype(a, b))
+    elif estimator == "ksg":
+        if group is not None:
+            raise ValueError("group= is not supported by estimator='ksg' (gather the rows and call it on one rank)")
+        a, b = paired_samples(a, b, check_finite)
+        value = ksg.ksg_mi(a, b, k, backend).to(device=a.device, dtype=_result_dtype(a, b))
     else:
         choice(bound, "bound", tuple(kde.BOUND_FACTOR))
         if not isinstance(loo, bool):

@@ -1,0 +1,165 @@
+"""Kraskov-Stoegbauer-Grassberger kNN MI (KSG, algorithm 1; Kraskov et al. 2004, eq. 8):
+
+    I = psi(k) + psi(N) - < psi(n_a(i) + 1) + psi(n_b(i) + 1) >_i
+
+eps_i = the k-th smallest joint distance max(|a_i - a_j|_inf, |b_i - b_j|_inf) over j != i, and
+n_a(i) = #{j != i : |a_i - a_j|_inf < eps_i} (strictly inside), n_b(i) likewise. Not differentiable.
+
+Ties: duplicate rows count as separate neighbours, so a row with k or more exact duplicates gets
+eps_i = 0 and n_a(i) = n_b(i) = 0. The KSG paper assumes continuous data and prescribes adding
+low-amplitude noise to break ties; we compute the definition exactly and warn when eps_i = 0 occurs.
+
+Both back-ends are brute force over (row tile, column tile) pairs with pruning that cannot change the
+result: rows are put in k-d order (recursive median splits on the widest dimension), each tile gets
+its bounding box, and a column tile is skipped when the max-norm gap between its box and the row
+tile's box is >= every eps_i of the row tile (no pair inside can be strictly closer). Float
+subtraction is monotone, so the gap computed in floating point is a true lower bound of every
+computed distance. Memory O(N * (Da + Db + tile)).
+"""
+import math
+import warnings
+
+import torch
+
+from ._dispatch import use_triton
+
+ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the Triton tile)
+TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
+
+
+def check_k(k, n):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    if k >= n:
+        raise ValueError(f"KSG needs k < N (each row's k nearest other rows), got k = {k} with N = {n}")
+
+
+def standardized(x):
+    """x / per-column std (float32, or float64 for float64 input); constant columns are left as they are."""
+    x = x.double() if x.dtype == torch.float64 else x.float()
+    std = x.std(dim=0, keepdim=True)
+    return x / torch.where(std > 0, std, torch.ones_like(std))
+
+
+@torch.no_grad()
+def ksg_mi(a, b, k, backend):
+    """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
+    check_k(k, a.shape[0])
+    x, y = standardized(a), standardized(b)
+    order = kd_order(torch.cat([x, y], 1), ORDER_TILE)
+    x, y = x[order].contiguous(), y[order].contiguous()
+    if use_triton(backend, x):
+        from .kernels.ksg import ksg_counts
+        eps, na, nb = ksg_counts(x, y, k, ORDER_TILE)
+    else:
+        eps, na, nb = counts(x, y, k)
+    return from_counts(eps, na, nb, k)
+
+
+def from_counts(eps, na, nb, k):
+    n = eps.shape[0]
+    ties = int((eps == 0).sum())
+    if ties:
+        warnings.warn(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
+                      "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)",
+                      RuntimeWarning, stacklevel=5)  # the caller of layer_mi
+    digamma = torch.special.digamma
+    terms = digamma(na.double() + 1) + digamma(nb.double() + 1)
+    constant = digamma(torch.tensor([k, n], dtype=torch.float64, device=eps.device)).sum()
+    return constant - terms.mean()
+
+
+# ----------------------------------------------------------------------------- k-d order, boxes
+
+
+def kd_order(z, tile):
+    """Permutation putting rows in k-d leaf order: each segment longer than `tile` is split at a tile
+    boundary near its middle along its widest dimension, so every tile of the result is one leaf."""
+    n = z.shape[0]
+    perm = torch.arange(n, device=z.device)
+    segments = [(0, n)]
+    while any(stop - start > tile for start, stop in segments):
+        lengths = torch.tensor([stop - start for start, stop in segments], device=z.device)
+        seg = torch.repeat_interleave(torch.arange(len(segments), device=z.device), lengths)
+        zp = z[perm]
+        index = seg[:, None].expand_as(zp)
+        lo = torch.full((len(segments), z.shape[1]), math.inf, dtype=z.dtype, device=z.device)
+        hi = torch.full_like(lo, -math.inf)
+        widest = (hi.scatter_reduce(0, index, zp, "amax") - lo.scatter_reduce(0, index, zp, "amin")).argmax(1)
+        key = zp.gather(1, widest[seg][:, None]).squeeze(1)
+        within = torch.argsort(key, stable=True)
+        within = within[torch.argsort(seg[within], stable=True)]
+        perm = perm[within]
+        segments = [half for start, stop in segments for half in _split(start, stop, tile)]
+    return perm
+
+
+def _split(start, stop, tile):
+    if stop - start <= tile:
+        return [(start, stop)]
+    middle = start + tile * math.ceil((stop - start) / tile / 2)
+    return [(start, middle), (middle, stop)]
+
+
+def tile_boxes(x, tile):
+    """(lo, hi), each (tiles, D): per-tile min and max of each column (the last tile may be short)."""
+    n, d = x.shape
+    tiles = math.ceil(n / tile)
+    padded = torch.cat([x, x[-1:].expand(tiles * tile - n, d)]).view(tiles, tile, d)
+    return padded.amin(1), padded.amax(1)
+
+
+def box_gaps(lo, hi, rows):
+    """(tiles,) max-norm lower bound of the distance between the row box (lo, hi)[rows] and each box."""
+    row_lo, row_hi = lo[rows].amin(0), hi[rows].amax(0)
+    return torch.maximum(lo - row_hi, row_lo - hi).clamp_min(0).amax(1)
+
+
+# ------------------------------------------------------------------------------------ torch path
+
+
+def counts(x, y, k):
+    """(eps, n_a, n_b) per row of k-d-ordered x, y: the torch path, TORCH_ROW_TILES row tiles at a time.
+
+    Per block: an upper bound of every eps_i from the neighbouring tiles, then one pass over the
+    column tiles whose box is within that bound in a's or b's space (all that can matter)."""
+    n = x.shape[0]
+    lo_x, hi_x = tile_boxes(x, ORDER_TILE)
+    lo_y, hi_y = tile_boxes(y, ORDER_TILE)
+    tiles = lo_x.shape[0]
+    eps = torch.empty(n, dtype=x.dtype, device=x.device)
+    na = torch.empty(n, dtype=torch.int64, device=x.device)
+    nb = torch.empty_like(na)
+    for first in range(0, tiles, TORCH_ROW_TILES):
+        block = torch.arange(first, min(first + TORCH_ROW_TILES, tiles), device=x.device)
+        rows = torch.arange(first * ORDER_TILE, min((first + TORCH_ROW_TILES) * ORDER_TILE, n), device=x.device)
+        near = _columns(torch.arange(max(0, first - 1), min(tiles, first + TORCH_ROW_TILES + 1)), n)
+        near = near if near.numel() > k else torch.arange(n)
+        dx, dy = _distances(x, y, rows, near.to(x.device))
+        bound = _kth_smallest(torch.maximum(dx, dy), k).max()  # >= eps_i of every row in the block
+        gap = torch.minimum(box_gaps(lo_x, hi_x, block), box_gaps(lo_y, hi_y, block))
+        columns = _columns(torch.nonzero(gap <= bound).flatten().cpu(), n).to(x.device)
+        dx, dy = _distances(x, y, rows, columns)
+        e = _kth_smallest(torch.maximum(dx, dy), k)[:, None]
+        eps[rows] = e[:, 0]
+        na[rows] = (dx < e).sum(1, dtype=torch.int32).long()
+        nb[rows] = (dy < e).sum(1, dtype=torch.int32).long()
+    return eps, na, nb
+
+
+def _columns(tiles, n):
+    """Row indices of the given tiles (a CPU index tensor)."""
+    columns = (tiles[:, None] * ORDER_TILE + torch.arange(ORDER_TILE)).flatten()
+    return columns[columns < n]
+
+
+def _distances(x, y, rows, columns):
+    """Max-norm distances (rows x columns) in a's and b's spaces, +inf for a row against itself."""
+    inf = float("inf")
+    self_pair = rows[:, None] == columns[None, :]
+    return (torch.cdist(x[rows], x[columns], p=inf).masked_fill_(self_pair, inf),
+            torch.cdist(y[rows], y[columns], p=inf).masked_fill_(self_pair, inf))
+
+
+def _kth_smallest(d, k):
+    return torch.topk(d, k, dim=1, largest=False).values[:, -1]
