@@ -3,10 +3,12 @@
   default   small workload (N = 1k..4k, D = 64, forward+backward): table and plot in bench/results/
   cpu       the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
   accuracy  bandwidth rules on tasks with closed-form MI (how the default was chosen)
+  estimators every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
   gpu       compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
   paper     the paper's experiment: MLPs trained with and without fastmi.Regularizer (scikit-learn)
   overhead  a training step with and without the Regularizer vs a plain forward pass
   histogram unit_mi and layer-binned MI vs the numpy ways (CPU)
+  ksg       KSG kNN MI vs scikit-learn's KD-tree KSG (CPU, N = 20k)
 """
 import argparse
 import json
@@ -51,6 +53,13 @@ def accuracy():
     run()
 
 
+def estimators():
+    from bench.accuracy import estimators as run, plot_estimates
+    rows = run()
+    plot_estimates(rows, os.path.join(results_dir(), "accuracy_estimators.png"), n=4000)
+    _save("accuracy_estimators.json", dict(machine=platform.node(), rows=rows))
+
+
 def paper():
     from bench.paper import run
     run()
@@ -66,6 +75,11 @@ def histogram():
     run()
 
 
+def ksg():
+    from bench.ksg import run
+    run()
+
+
 def gpu(quick):
     from bench.gpu import run
     run(quick)
@@ -74,7 +88,8 @@ def gpu(quick):
 def main():
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead, histogram=histogram)
+    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead, histogram=histogram,
+                ksg=ksg, estimators=estimators)
     parser.add_argument("job", nargs="?", default="default", choices=[*jobs, "gpu"])
     parser.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
     args = parser.parse_args()

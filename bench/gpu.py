@@ -150,6 +150,50 @@ def histogram_timings(device, quick):
     return [row, binned_row]
 
 
+def ksg_checks(device, quick):
+    """KSG: the Triton kernels' eps and neighbour counts equal the torch path's on the same device."""
+    from fastmi import ksg
+    from fastmi.kernels.ksg import ksg_counts
+    rows = []
+    for n, da, db, k in ([(150, 2, 2, 3), (130, 1, 5, 65)] if quick else
+                         [(4096, 2, 2, 3), (4096, 10, 10, 3), (4096, 1, 64, 5), (3000, 3, 3, 70)]):
+        a, b = _inputs(n, max(da, db), torch.float32, device)
+        x, y = ksg.standardized(a[:, :da]), ksg.standardized(b[:, :db])
+        order = ksg.kd_order(torch.cat([x, y], 1), ksg.ORDER_TILE)
+        x, y = x[order].contiguous(), y[order].contiguous()
+        same = all(torch.equal(got.long(), want.long()) if got.dtype != torch.float32 else torch.equal(got, want)
+                   for got, want in zip(ksg_counts(x, y, k, ksg.ORDER_TILE), ksg.counts(x, y, k)))
+        rows.append(dict(check=f"ksg counts triton == torch (N={n} Da={da} Db={db} k={k})", n=n, ok=same))
+        print(f"  {rows[-1]['check']}: {'ok' if same else 'FAIL'}")
+    return rows
+
+
+def ksg_timings(device, quick):
+    """KSG (k = 3, Da = Db = 10): Triton kernels vs the torch path (N = 20k), Triton alone at N = 100k,
+    and scikit-learn's KD-tree KSG on the host CPU where scikit-learn is installed."""
+    cuda = device == "cuda"
+    rows = []
+    for n in ([300] if quick else [20_000, 100_000]):
+        a, b = _inputs(n, 10, torch.float32, device)
+        row = dict(job="ksg", n=n, d=10, k=3)
+        row["triton_s"] = _timed(lambda: fastmi.layer_mi(a, b, estimator="ksg", backend="triton"), cuda)
+        if n <= 20_000:
+            row["torch_same_device_s"] = _timed(lambda: fastmi.layer_mi(a, b, estimator="ksg", backend="torch"), cuda)
+        try:
+            from bench.baselines import tree_ksg_mi
+            from fastmi.ksg import standardized
+            x, y = (standardized(v.double()).cpu().numpy() for v in (a, b))
+            start = time.perf_counter()
+            tree_ksg_mi(x, y)
+            row["sklearn_tree_cpu_s"] = time.perf_counter() - start
+            row["speedup_vs_tree"] = row["sklearn_tree_cpu_s"] / row["triton_s"] if row["triton_s"] else None
+        except ImportError:
+            row["sklearn_tree_cpu_s"] = None  # the GPU host may lack scikit-learn
+        print(f"  {row}")
+        rows.append(row)
+    return rows
+
+
 def million_rows(device, n=1_000_000, d=64):
     """One forward+backward at N = 1M in bf16: must not run out of memory."""
     a, b = _inputs(n, d, torch.bfloat16, device)
@@ -186,8 +230,12 @@ def run(quick=False):
     print("histogram estimators:")
     checks += histogram_checks(device, quick)
     hist_timings = histogram_timings(device, quick)
+    print("KSG:")
+    checks += ksg_checks(device, quick)
+    ksg_rows = ksg_timings(device, quick)
     payload = dict(device=name, host=platform.node(), torch=torch.__version__, triton=_triton_version(),
-                   checks=checks, timings=timings, million_rows=big, histogram_timings=hist_timings)
+                   checks=checks, timings=timings, million_rows=big, histogram_timings=hist_timings,
+                   ksg_timings=ksg_rows)
     tag = "".join(c if c.isalnum() else "_" for c in name)
     path = os.path.join(results_dir(), f"gpu_check_{tag}.json")
     with open(path, "w") as f:

@@ -121,8 +121,9 @@ def box_gaps(lo, hi, rows):
 def counts(x, y, k):
     """(eps, n_a, n_b) per row of k-d-ordered x, y: the torch path, TORCH_ROW_TILES row tiles at a time.
 
-    Per block: an upper bound of every eps_i from the neighbouring tiles, then one pass over the
-    column tiles whose box is within that bound in a's or b's space (all that can matter)."""
+    Per block: an upper bound of every eps_i from the neighbouring tiles; the column tiles within it
+    in the joint space give eps, those within it in a's (b's) space give n_a (n_b). Where the three
+    sets are nearly the same (high dimension) one pass over their union is cheaper: it is taken."""
     n = x.shape[0]
     lo_x, hi_x = tile_boxes(x, ORDER_TILE)
     lo_y, hi_y = tile_boxes(y, ORDER_TILE)
@@ -135,16 +136,25 @@ def counts(x, y, k):
         rows = torch.arange(first * ORDER_TILE, min((first + TORCH_ROW_TILES) * ORDER_TILE, n), device=x.device)
         near = _columns(torch.arange(max(0, first - 1), min(tiles, first + TORCH_ROW_TILES + 1)), n)
         near = near if near.numel() > k else torch.arange(n)
-        dx, dy = _distances(x, y, rows, near.to(x.device))
-        bound = _kth_smallest(torch.maximum(dx, dy), k).max()  # >= eps_i of every row in the block
-        gap = torch.minimum(box_gaps(lo_x, hi_x, block), box_gaps(lo_y, hi_y, block))
-        columns = _columns(torch.nonzero(gap <= bound).flatten().cpu(), n).to(x.device)
-        dx, dy = _distances(x, y, rows, columns)
-        e = _kth_smallest(torch.maximum(dx, dy), k)[:, None]
+        bound = _kth_smallest(torch.maximum(*_distances(x, y, rows, near.to(x.device))), k).max()  # >= every eps_i
+        near_x = (box_gaps(lo_x, hi_x, block) <= bound).cpu()
+        near_y = (box_gaps(lo_y, hi_y, block) <= bound).cpu()
+        joint, either = near_x & near_y, near_x | near_y
+        if 2 * int(either.sum()) <= 2 * int(joint.sum()) + int(near_x.sum()) + int(near_y.sum()):
+            dx, dy = _distances(x, y, rows, _tile_columns(either, n, x.device))
+            e = _kth_smallest(torch.maximum(dx, dy), k)[:, None]
+        else:
+            e = _kth_smallest(torch.maximum(*_distances(x, y, rows, _tile_columns(joint, n, x.device))), k)[:, None]
+            dx = _distances(x, None, rows, _tile_columns(near_x, n, x.device))[0]
+            dy = _distances(y, None, rows, _tile_columns(near_y, n, x.device))[0]
         eps[rows] = e[:, 0]
         na[rows] = (dx < e).sum(1, dtype=torch.int32).long()
         nb[rows] = (dy < e).sum(1, dtype=torch.int32).long()
     return eps, na, nb
+
+
+def _tile_columns(selected, n, device):
+    return _columns(torch.nonzero(selected).flatten(), n).to(device)
 
 
 def _columns(tiles, n):
@@ -154,11 +164,16 @@ def _columns(tiles, n):
 
 
 def _distances(x, y, rows, columns):
-    """Max-norm distances (rows x columns) in a's and b's spaces, +inf for a row against itself."""
-    inf = float("inf")
-    self_pair = rows[:, None] == columns[None, :]
-    return (torch.cdist(x[rows], x[columns], p=inf).masked_fill_(self_pair, inf),
-            torch.cdist(y[rows], y[columns], p=inf).masked_fill_(self_pair, inf))
+    """Max-norm distances (rows x columns) in a's space and b's (y=None: a's only), +inf for a row
+    against itself. columns: ascending."""
+    at = torch.searchsorted(columns, rows).clamp_max(columns.numel() - 1)
+    own = torch.nonzero(columns[at] == rows).flatten()  # rows that appear among the columns
+    out = []
+    for v in (x, y) if y is not None else (x,):
+        d = torch.cdist(v[rows], v[columns], p=float("inf"))
+        d[own, at[own]] = float("inf")
+        out.append(d)
+    return out
 
 
 def _kth_smallest(d, k):

@@ -53,3 +53,21 @@ def test_overhead_measures_three_timings():
     result = overhead.measure(lambda: (nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 10)), (5,), 64),
                               "cpu", rounds=1)
     assert result["forward"] > 0 and result["step_with_regularizer"] > 0 and len(result["mi"]) == 1
+
+
+def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
+    from bench.accuracy import estimators, ground_truth_tasks
+    tasks = list(ground_truth_tasks(300))
+    assert len(tasks) == 16 and all(t > 0 and a.shape[0] == 300 == b.shape[0] for _, a, b, t in tasks)
+    rows = estimators(ns=(300,), backend="torch")  # the interpreter is slow; kernels are tested elsewhere
+    assert {r["estimator"] for r in rows} >= {"KDE (default)", "KSG k=3", "KSG, scikit-learn KD-tree"}
+    by = {(r["task"], r["estimator"]): r["estimate"] for r in rows}
+    for task, *_ in tasks:  # the same algorithm: float32 distances vs the tree's float64
+        assert abs(by[(task, "KSG k=3")] - by[(task, "KSG, scikit-learn KD-tree")]) < 2e-3
+    assert "mean abs error" in capsys.readouterr().out
+
+
+def test_student_t_correction_vanishes_for_large_dof():
+    from bench.accuracy import _student_t_correction
+    assert _student_t_correction(3, 1, 1) == pytest.approx(0.0424114, abs=1e-6)  # Monte Carlo: 0.04255
+    assert abs(_student_t_correction(1e6, 2, 2)) < 1e-9
