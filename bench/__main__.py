@@ -1,14 +1,22 @@
-"""python -m bench [default|cpu|accuracy|gpu]: fastmi against the naive dense estimator.
+"""python -m bench [job] [options]: fastmi against naive estimators — speed, memory, accuracy.
 
-  default   small workload (N = 1k..4k, D = 64, forward+backward): table and plot in bench/results/
-  cpu       the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
-  accuracy  bandwidth rules on tasks with closed-form MI (how the default was chosen)
-  estimators every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
-  gpu       compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
-  paper     the paper's experiment: MLPs trained with and without fastmi.Regularizer (scikit-learn)
-  overhead  a training step with and without the Regularizer vs a plain forward pass
-  histogram unit_mi and layer-binned MI vs the numpy ways (CPU)
-  ksg       KSG kNN MI vs scikit-learn's KD-tree KSG (CPU, N = 20k)
+jobs:
+  default     small workload: KDE MI forward+backward, N = 1k..4k, D = 64, fastmi vs every baseline
+  speed       the same table at --sizes/--dim/--dtype/--device/--repeats/--methods (time AND memory)
+  memory      alias of speed: every measurement records both time and peak memory
+  cpu         the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
+  accuracy    KDE bandwidth rules on tasks with closed-form MI (how the default was chosen)
+  estimators  every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
+  paper       the paper's experiment: MLPs trained with and without fastmi.Regularizer
+  overhead    a training step with and without the Regularizer vs a plain forward pass
+  histogram   unit_mi and layer-binned MI vs the numpy ways (CPU)
+  ksg         KSG kNN MI vs scikit-learn's KD-tree KSG (CPU, N = 20k)
+  gpu         compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
+
+Baselines of the KDE tables (bench/baselines.py): dense (torch cdist + logsumexp: every ratio is
+against it), numpy (scipy, forward only), keops (pykeops LazyTensor, when installed). A baseline that
+cannot run (memory, time, not installed) is a row saying why, never a crash. JSON schema: see
+bench/compare.py. Output goes to bench/results/ (or $FASTMI_RESULTS) unless --json/--plot say otherwise.
 """
 import argparse
 import json
@@ -18,85 +26,128 @@ import platform
 from bench import results_dir
 
 
-def _device():
+def _device(name="auto"):
     import torch
+    if name != "auto":
+        return name
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _save(name, payload):
-    path = os.path.join(results_dir(), name)
+def _save(path, payload):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
         json.dump(payload, f, indent=1)
     print(f"wrote {path}")
 
 
-def default():
+def speed(args, sizes=None, tag=None):
     from bench.compare import plot, side_by_side
-    device = _device()
-    rows = side_by_side([1024, 2048, 4096], 64, backward=True, device=device)
-    tag = f"default_{device}"
-    plot(rows, os.path.join(results_dir(), f"{tag}.png"), f"KDE MI, D = 64, forward+backward, {device}")
-    _save(f"{tag}.json", dict(machine=platform.node(), rows=rows))
+    device = _device(args.device)
+    sizes = sizes or args.sizes
+    backward = not args.forward_only
+    rows = side_by_side(sizes, args.dim, backward, device, args.repeats, args.methods, args.dtype, args.timeout)
+    tag = tag or f"speed_{device}_{args.dtype}_d{args.dim}_{'fwd_bwd' if backward else 'fwd'}"
+    plot_dir = args.plot or results_dir()
+    os.makedirs(plot_dir, exist_ok=True)
+    plot(rows, os.path.join(plot_dir, f"{tag}.png"),
+         f"KDE MI, D = {args.dim}, {'forward+backward' if backward else 'forward'}, {args.dtype}, {device}")
+    _save(args.json or os.path.join(results_dir(), f"{tag}.json"), dict(machine=platform.node(), rows=rows))
+    return rows
 
 
-def cpu():
+def default(args):
+    return speed(args, sizes=[1024, 2048, 4096], tag=f"default_{_device(args.device)}")
+
+
+def cpu(args):
     from bench.compare import measure, side_by_side
-    rows = side_by_side([16384], 64, backward=True, device="cpu", reps=1)
+    rows = side_by_side([16384], 64, backward=True, device="cpu", reps=1, methods=("fastmi", "dense", "keops"))
     big = measure("fastmi", 100_000, 64, backward=True, device="cpu", reps=1)
     print(f"\nfastmi alone, N = 100,000, D = 64, forward+backward: {big['seconds']:.1f} s, "
           f"peak RSS above inputs {big['peak_mb']:.0f} MB, whole process {big['process_peak_rss_mb']:.0f} MB")
-    _save("cpu_targets.json", dict(machine=platform.node(), side_by_side=rows, n100k=big))
+    _save(args.json or os.path.join(results_dir(), "cpu_targets.json"),
+          dict(machine=platform.node(), side_by_side=rows, n100k=big))
 
 
-def accuracy():
+def accuracy(args):
     from bench.accuracy import run
     run()
 
 
-def estimators():
+def estimators(args):
     from bench.accuracy import estimators as run, plot_estimates
     rows = run()
-    plot_estimates(rows, os.path.join(results_dir(), "accuracy_estimators.png"), n=4000)
-    _save("accuracy_estimators.json", dict(machine=platform.node(), rows=rows))
+    plot_dir = args.plot or results_dir()
+    os.makedirs(plot_dir, exist_ok=True)
+    plot_estimates(rows, os.path.join(plot_dir, "accuracy_estimators.png"), n=4000)
+    _save(args.json or os.path.join(results_dir(), "accuracy_estimators.json"),
+          dict(machine=platform.node(), rows=rows))
 
 
-def paper():
+def paper(args):
     from bench.paper import run
     run()
 
 
-def overhead():
+def overhead(args):
     from bench.overhead import run
     run()
 
 
-def histogram():
+def histogram(args):
     from bench.histogram import run
     run()
 
 
-def ksg():
+def ksg(args):
     from bench.ksg import run
     run()
 
 
-def gpu(quick):
+def gpu(args):
     from bench.gpu import run
-    run(quick)
+    run(args.quick)
 
 
-def main():
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    jobs = dict(default=default, cpu=cpu, accuracy=accuracy, paper=paper, overhead=overhead, histogram=histogram,
-                ksg=ksg, estimators=estimators)
-    parser.add_argument("job", nargs="?", default="default", choices=[*jobs, "gpu"])
-    parser.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
-    args = parser.parse_args()
-    if args.job == "gpu":
-        gpu(args.quick)
-    else:
-        jobs[args.job]()
+JOBS = dict(default=default, speed=speed, memory=speed, cpu=cpu, accuracy=accuracy, estimators=estimators,
+            paper=paper, overhead=overhead, histogram=histogram, ksg=ksg, gpu=gpu)
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",")]
+
+
+def _methods(text):
+    from bench.compare import METHODS
+    chosen = tuple(text.split(","))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    return chosen
+
+
+def parser():
+    from bench.compare import METHODS
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("job", nargs="?", default="default", choices=list(JOBS))
+    p.add_argument("--sizes", type=_ints, default=[1024, 2048, 4096, 8192], help="speed: N values, e.g. 1024,4096")
+    p.add_argument("--dim", type=int, default=64, help="speed: D of each input")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--methods", type=_methods, default=METHODS, help=f"comma-separated subset of {list(METHODS)}")
+    p.add_argument("--forward-only", action="store_true", help="speed: time the forward pass only")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds before a measurement is reported as timed out")
+    p.add_argument("--json", help="write the job's JSON here (default, speed, memory, cpu, estimators)")
+    p.add_argument("--plot", help="write the job's PNG into this folder (default, speed, memory, estimators)")
+    p.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    JOBS[args.job](args)
 
 
 if __name__ == "__main__":

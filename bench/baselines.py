@@ -1,4 +1,5 @@
-"""Baselines: the naive dense torch KDE MI (cdist + logsumexp) and scikit-learn's KD-tree KSG."""
+"""Baselines: naive ways to compute fastmi's estimates (dense torch, dense numpy/scipy, pykeops for the
+KDE MI; scikit-learn's KD-tree KSG)."""
 import math
 
 import torch
@@ -8,14 +9,39 @@ from fastmi.bandwidth import column_bandwidths
 
 def dense_kde_mi(a, b, sigma="median"):
     """What one writes without fastmi: same estimate as fastmi.layer_mi(a, b, sigma), O(N^2) memory."""
-    joint = a.shape[1] + b.shape[1]
-    x = a / column_bandwidths(a, sigma, joint).to(a.dtype)
-    y = b / column_bandwidths(b, sigma, joint).to(b.dtype)
+    x, y = _scaled(a, b, sigma)
     alpha = torch.cdist(x, x).square() / 2
     beta = torch.cdist(y, y).square() / 2
     joint_term = torch.logsumexp(-alpha - beta, dim=1)
     return (joint_term - torch.logsumexp(-alpha, dim=1) - torch.logsumexp(-beta, dim=1)).mean() \
         + math.log(a.shape[0])
+
+
+def _scaled(a, b, sigma="median"):
+    joint = a.shape[1] + b.shape[1]
+    return a / column_bandwidths(a, sigma, joint).to(a.dtype), b / column_bandwidths(b, sigma, joint).to(b.dtype)
+
+
+def numpy_kde_mi(a, b, sigma="median"):
+    """The same estimate with scipy's dense cdist and logsumexp in float64 (forward only)."""
+    from scipy.spatial.distance import cdist
+    from scipy.special import logsumexp
+    x, y = (v.detach().cpu().double().numpy() for v in _scaled(a, b, sigma))
+    alpha, beta = cdist(x, x, "sqeuclidean") / 2, cdist(y, y, "sqeuclidean") / 2
+    value = (logsumexp(-alpha - beta, axis=1) - logsumexp(-alpha, axis=1) - logsumexp(-beta, axis=1)).mean()
+    return torch.tensor(value + math.log(a.shape[0]))
+
+
+def keops_kde_mi(a, b, sigma="median"):
+    """The same estimate with pykeops LazyTensors: symbolic N x N matrices, reduced on the fly."""
+    from pykeops.torch import LazyTensor
+    x, y = _scaled(a, b, sigma)
+
+    def pair_terms(v):
+        return ((LazyTensor(v[:, None, :].contiguous()) - LazyTensor(v[None, :, :].contiguous())) ** 2).sum(-1) / 2
+    alpha, beta = pair_terms(x), pair_terms(y)
+    log_sums = [(-t).logsumexp(dim=1).squeeze(1) for t in (alpha + beta, alpha, beta)]
+    return (log_sums[0] - log_sums[1] - log_sums[2]).mean() + math.log(a.shape[0])
 
 
 def tree_ksg_mi(a, b, k=3):

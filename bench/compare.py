@@ -1,7 +1,22 @@
-"""fastmi against the dense baseline: time and peak memory, each measurement in a fresh process.
+"""fastmi's KDE MI against naive ways of computing the same estimate: time and peak memory, each
+measurement in a fresh process, side by side at each N.
 
-Peak memory is the process's peak RSS above what it held once the inputs existed (CPU), or
-torch.cuda.max_memory_allocated above the inputs (CUDA).
+Methods (bench/baselines.py): "fastmi"; "dense" (torch cdist + logsumexp, autograd through N x N
+matrices: the naive baseline every ratio is against); "numpy" (scipy cdist + logsumexp, forward
+only: no autograd); "keops" (pykeops LazyTensor logsumexp, when installed: the `keops` extra).
+
+Timing: one untimed warm-up when repeats > 1, then the median of `repeats` runs, with min and max as
+the spread. Peak memory of the timed runs: peak RSS above what the process held after the inputs
+and the warm-up existed (CPU; the peak is restarted after the warm-up), or
+torch.cuda.max_memory_allocated above the inputs (CUDA). A baseline that cannot run is a row with an
+"error" and never stops the benchmark: "skipped: needs ~X GB" (dense matrices that would not fit the
+memory limit), "out of memory", "timed out after S s", "not installed", "forward only", "failed: ...".
+
+JSON rows (one per N):
+    {"n", "d", "backward", "device", "dtype",
+     "results": {method: {"seconds", "seconds_min", "seconds_max", "times", "peak_mb",
+                          "process_peak_rss_mb", "value", "pairs_per_s",
+                          "speedup_vs_dense", "memory_ratio_vs_dense"}   # or {"error": "..."}}}
 """
 import json
 import math
@@ -10,7 +25,9 @@ import subprocess
 import sys
 import time
 
-METHODS = ("fastmi", "dense")
+METHODS = ("fastmi", "dense", "numpy", "keops")
+BASELINE = "dense"
+DENSE_MATRICES = {"dense": 8, "numpy": 4}  # N x N float32 matrices alive at the peak (fwd+bwd for dense)
 
 
 def _status_mb(key):
@@ -22,83 +39,180 @@ def _status_mb(key):
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def worker(method, n, d, backward, device, reps):
-    """Time `reps` runs of one method in this process; return a dict of seconds and peak memory."""
-    import torch
+def _reset_peak_rss():
+    """Restart VmHWM from the current RSS (Linux clear_refs 5), so the warm-up's one-time costs (lazy
+    imports, compilation) are not counted as the computation's memory; a no-op where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
-    import fastmi
-    from bench.baselines import dense_kde_mi
+
+def available_mb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024.0
+    return math.inf
+
+
+def _inputs(n, d, dtype, device):
+    import torch
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, d, generator=g)
     b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.1 * torch.randn(n, d, generator=g)
-    a, b = a.to(device).requires_grad_(backward), b.to(device).requires_grad_(backward)
-    fn = (lambda: fastmi.layer_mi(a, b)) if method == "fastmi" else (lambda: dense_kde_mi(a, b))
+    return a.to(device=device, dtype=getattr(torch, dtype)), b.to(device=device, dtype=getattr(torch, dtype))
+
+
+def _method(name):
+    import fastmi
+    from bench import baselines
+    return {"fastmi": fastmi.layer_mi, "dense": baselines.dense_kde_mi, "numpy": baselines.numpy_kde_mi,
+            "keops": baselines.keops_kde_mi}[name]
+
+
+def worker(method, n, d, backward, device, reps, dtype="float32"):
+    """Time `reps` runs of one method in this process; return a dict of seconds and peak memory."""
+    import torch
+    a, b = _inputs(n, d, dtype, device)
+    a, b = a.requires_grad_(backward), b.requires_grad_(backward)
+    fn = _method(method)
     cuda = device == "cuda"
+
+    def once():
+        value = fn(a, b)
+        if backward:
+            value.backward()
+        if cuda:
+            torch.cuda.synchronize()
+        return value
+    if reps > 1:
+        once()  # warm-up: compilation, lazy imports, caches, allocator
+        a.grad = b.grad = None
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
+        _reset_peak_rss()
         base = _status_mb("VmRSS")
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        value = fn()
-        if backward:
-            value.backward()
-        if cuda:
-            torch.cuda.synchronize()
+        value = once()
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _status_mb("VmHWM") - base
-    return dict(method=method, n=n, d=d, backward=backward, device=device, seconds=min(times),
-                peak_mb=peak, process_peak_rss_mb=_status_mb("VmHWM"), value=float(value.detach()),
-                pairs_per_s=n * n / min(times))
+    median = sorted(times)[len(times) // 2]
+    return dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype, seconds=median,
+                seconds_min=min(times), seconds_max=max(times), times=times, peak_mb=peak,
+                process_peak_rss_mb=_status_mb("VmHWM"), value=float(value.detach()), pairs_per_s=n * n / median)
 
 
-def measure(method, n, d, backward=True, device="cpu", reps=2):
-    """Run worker() in a fresh interpreter so that peak memory is this measurement's own."""
-    cmd = [sys.executable, "-m", "bench.compare", method, str(n), str(d), str(int(backward)), device, str(reps)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TRITON_INTERPRET="0"))
+def _cannot_run(method, n, backward, device, memory_limit_mb):
+    """Why a method is not even started (a reason string), or None."""
+    if method == "numpy" and (backward or device != "cpu"):
+        return "forward only" if backward else "CPU only"
+    if method == "keops":
+        try:
+            import pykeops  # noqa: F401
+        except ImportError:
+            return "not installed (pip install pykeops)"
+    need = DENSE_MATRICES.get(method, 0) * 4 * n * n / 2**20
+    if need > memory_limit_mb:
+        return f"skipped: needs ~{need / 1024:.1f} GB, limit {memory_limit_mb / 1024:.1f} GB"
+    return None
+
+
+def measure(method, n, d, backward=True, device="cpu", reps=2, dtype="float32", timeout=600.0,
+            memory_limit_mb=None):
+    """Run worker() in a fresh interpreter so that peak memory is this measurement's own; a method
+    that cannot run returns {"error": reason} instead of raising."""
+    head = dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype)
+    limit = 0.8 * available_mb() if memory_limit_mb is None else memory_limit_mb
+    reason = _cannot_run(method, n, backward, device, limit)
+    if reason:
+        return dict(head, error=reason)
+    cmd = [sys.executable, "-m", "bench.compare", method, str(n), str(d), str(int(backward)), device, str(reps), dtype]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=dict(os.environ, TRITON_INTERPRET="0"))
+    except subprocess.TimeoutExpired:
+        return dict(head, error=f"timed out after {timeout:.0f} s")
     if proc.returncode != 0:
-        out_of_memory = "out of memory" in proc.stderr.lower() or proc.returncode in (-9, 137)
-        if out_of_memory:
-            return dict(method=method, n=n, d=d, backward=backward, device=device, error="out of memory")
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        err = proc.stderr.lower()
+        if "out of memory" in err or "can't allocate memory" in err or proc.returncode in (-9, 137):
+            return dict(head, error="out of memory")
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return dict(head, error=f"failed: {last[:200]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def side_by_side(sizes, d, backward, device, reps=2):
-    """Rows of (fastmi, dense) measurements at each N, with ratios; prints a markdown table."""
+def side_by_side(sizes, d, backward, device, reps=3, methods=("fastmi", "dense"), dtype="float32", timeout=600.0,
+                 memory_limit_mb=None):
+    """One row per N with every method's measurement and its ratios vs the dense baseline; prints a
+    markdown table and a progress line per measurement (stderr)."""
     rows = []
-    print(f"\n{'forward+backward' if backward else 'forward'}, D = {d}, device = {device}")
-    print("| N | fastmi s | dense s | speed-up | fastmi peak MB | dense peak MB | memory ratio | |dI| |")
-    print("|---|---|---|---|---|---|---|---|")
+    total, done = len(sizes) * len(methods), 0
     for n in sizes:
-        fast, dense = (measure(m, n, d, backward, device, reps) for m in METHODS)
-        row = dict(n=n, fastmi=fast, dense=dense)
-        if "error" in dense:
-            print(f"| {n} | {fast['seconds']:.3f} | {dense['error']} | | {fast['peak_mb']:.0f} | | | |")
-        else:
-            row["speedup"] = dense["seconds"] / fast["seconds"]
-            row["memory_ratio"] = dense["peak_mb"] / max(fast["peak_mb"], 1e-3)
-            print(f"| {n} | {fast['seconds']:.3f} | {dense['seconds']:.3f} | {row['speedup']:.2f}x | "
-                  f"{fast['peak_mb']:.0f} | {dense['peak_mb']:.0f} | {row['memory_ratio']:.1f}x | "
-                  f"{abs(fast['value'] - dense['value']):.1e} |")
-        rows.append(row)
+        results = {}
+        for method in methods:
+            done += 1
+            print(f"[{done}/{total}] {method} N={n} D={d} {dtype} {device} "
+                  f"{'forward+backward' if backward else 'forward'} ...", file=sys.stderr, flush=True)
+            results[method] = measure(method, n, d, backward, device, reps, dtype, timeout, memory_limit_mb)
+        _add_ratios(results)
+        rows.append(dict(n=n, d=d, backward=backward, device=device, dtype=dtype, results=results))
+    print_table(rows)
     return rows
 
 
+def _add_ratios(results):
+    base = results.get(BASELINE, {})
+    for r in results.values():
+        if "error" not in r and "error" not in base and base:
+            r["speedup_vs_dense"] = base["seconds"] / r["seconds"]
+            r["memory_ratio_vs_dense"] = base["peak_mb"] / max(r["peak_mb"], 1e-3)
+
+
+def print_table(rows):
+    if not rows:
+        return
+    r0 = rows[0]
+    print(f"\nKDE MI, {'forward+backward' if r0['backward'] else 'forward'}, D = {r0['d']}, {r0['dtype']}, "
+          f"{r0['device']}; time = median of repeats (min-max); ratios vs {BASELINE}")
+    print("| method | N | time s | spread s | speed-up vs dense | peak MB | memory ratio vs dense | |dI| vs dense |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        base = row["results"].get(BASELINE, {})
+        for method, r in row["results"].items():
+            if "error" in r:
+                print(f"| {method} | {row['n']} | {r['error']} | | | | | |")
+                continue
+            diff = f"{abs(r['value'] - base['value']):.1e}" if "value" in base else ""
+            print(f"| {method} | {row['n']} | {r['seconds']:.3f} | {r['seconds_min']:.3f}-{r['seconds_max']:.3f} | "
+                  f"{_ratio(r, 'speedup_vs_dense')} | {r['peak_mb']:.0f} | {_ratio(r, 'memory_ratio_vs_dense')} | "
+                  f"{diff} |")
+
+
+def _ratio(r, key):
+    return f"{r[key]:.2f}x" if key in r else ""
+
+
 def plot(rows, path, title):
+    """Time and peak memory vs N per method, log-log; methods that could not run are left out."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for method in METHODS:
-        ok = [r for r in rows if "error" not in r[method]]
-        ns = [r["n"] for r in ok]
-        t_ax.loglog(ns, [r[method]["seconds"] for r in ok], "o-", label=method)
-        m_ax.loglog(ns, [max(r[method]["peak_mb"], 1e-1) for r in ok], "o-", label=method)
-    t_ax.set(xlabel="N (rows)", ylabel="seconds", title="time")
+    for method in dict.fromkeys(m for row in rows for m in row["results"]):
+        ok = [row for row in rows if "error" not in row["results"].get(method, {"error": 1})]
+        if not ok:
+            continue
+        ns = [row["n"] for row in ok]
+        t_ax.loglog(ns, [row["results"][method]["seconds"] for row in ok], "o-", label=method)
+        m_ax.loglog(ns, [max(row["results"][method]["peak_mb"], 1e-1) for row in ok], "o-", label=method)
+    t_ax.set(xlabel="N (rows)", ylabel="seconds (median)", title="time")
     m_ax.set(xlabel="N (rows)", ylabel="peak MB above inputs", title="memory")
     for ax in (t_ax, m_ax):
         ax.legend()
@@ -110,5 +224,5 @@ def plot(rows, path, title):
 
 
 if __name__ == "__main__":
-    m, n, d, bwd, dev, reps = sys.argv[1:7]
-    print(json.dumps(worker(m, int(n), int(d), bool(int(bwd)), dev, int(reps))))
+    m, n, d, bwd, dev, reps, dt = sys.argv[1:8]
+    print(json.dumps(worker(m, int(n), int(d), bool(int(bwd)), dev, int(reps), dt)))

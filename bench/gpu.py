@@ -84,6 +84,13 @@ def _timed(fn, cuda):
             torch.cuda.empty_cache()
 
 
+def exp_bound_pairs_per_s(clock_hz=1.98e9, exp2_per_clock_per_sm=16, exps_per_pair=2):
+    """Pairs/s if the forward were bound by the special-function units (MUFU.EX2): 16 per clock per SM
+    on Hopper/Ampere; H100 SXM (132 SMs, 1.98 GHz boost) gives ~2.1e12."""
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    return sms * exp2_per_clock_per_sm * clock_hz / exps_per_pair
+
+
 def timing_case(n, d, dtype, device):
     cuda = device == "cuda"
     a, b = _inputs(n, d, dtype, device)
@@ -99,6 +106,8 @@ def timing_case(n, d, dtype, device):
         fast, dense = row[f"fastmi_{key}"], row[f"dense_{key}"]
         row[f"fastmi_{key[:-2]}_pairs_per_s"] = n * n / fast if fast else None
         row[f"speedup_{key[:-2]}"] = dense / fast if fast and dense else None
+    if cuda and row["fastmi_fwd_s"]:
+        row["exp_bound_fraction_fwd"] = row["fastmi_fwd_pairs_per_s"] / exp_bound_pairs_per_s()
     if row["fastmi_fwd_s"] and row["fastmi_fwd_bwd_s"]:
         row["bwd_over_fwd"] = (row["fastmi_fwd_bwd_s"] - row["fastmi_fwd_s"]) / row["fastmi_fwd_s"]
 

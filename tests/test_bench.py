@@ -71,3 +71,50 @@ def test_student_t_correction_vanishes_for_large_dof():
     from bench.accuracy import _student_t_correction
     assert _student_t_correction(3, 1, 1) == pytest.approx(0.0424114, abs=1e-6)  # Monte Carlo: 0.04255
     assert abs(_student_t_correction(1e6, 2, 2)) < 1e-9
+
+
+def test_speed_job_json_schema_plot_and_unrunnable_baselines(tmp_path):
+    out = tmp_path / "speed.json"
+    cmd = [sys.executable, "-m", "bench", "speed", "--sizes", "128,256", "--dim", "8", "--repeats", "2",
+           "--methods", "fastmi,dense,numpy", "--json", str(out), "--plot", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TRITON_INTERPRET="0", FASTMI_RESULTS=str(tmp_path)))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["n"] for r in rows] == [128, 256] and list(tmp_path.glob("speed_cpu_*.png"))
+    for row in rows:
+        assert {"n", "d", "backward", "device", "dtype", "results"} <= set(row)
+        fast, dense = row["results"]["fastmi"], row["results"]["dense"]
+        assert {"seconds", "seconds_min", "seconds_max", "times", "peak_mb", "value", "pairs_per_s",
+                "speedup_vs_dense", "memory_ratio_vs_dense"} <= set(fast)
+        assert fast["seconds_min"] <= fast["seconds"] <= fast["seconds_max"] and len(fast["times"]) == 2
+        assert fast["value"] == pytest.approx(dense["value"], abs=1e-5)
+        assert row["results"]["numpy"] == dict(row["results"]["numpy"], error="forward only")
+    assert "| numpy | 128 | forward only |" in proc.stdout
+
+
+def test_baselines_that_cannot_run_are_rows_not_crashes():
+    from bench.compare import measure
+    assert measure("dense", 100_000, 8, memory_limit_mb=1000)["error"].startswith("skipped: needs ~298")
+    assert measure("dense", 512, 8, reps=1, timeout=0.01)["error"] == "timed out after 0 s"
+    forward = measure("numpy", 300, 4, backward=False, reps=1)
+    assert forward["value"] == pytest.approx(measure("fastmi", 300, 4, backward=False, reps=1)["value"], abs=1e-5)
+
+
+def test_numpy_and_keops_baselines_are_the_same_estimate(gen):
+    from bench import baselines
+    a = torch.randn(300, 6, generator=gen)
+    b = a[:, :3] + 0.5 * torch.randn(300, 3, generator=gen)
+    assert float(baselines.numpy_kde_mi(a, b)) == pytest.approx(float(fastmi.layer_mi(a, b, backend="torch")), abs=1e-5)
+    try:
+        import pykeops  # noqa: F401  (the optional `keops` extra)
+    except ImportError:
+        return
+    assert float(baselines.keops_kde_mi(a, b)) == pytest.approx(float(fastmi.layer_mi(a, b, backend="torch")), abs=1e-5)
+
+
+def test_pytest_benchmark_suite_runs():
+    cmd = [sys.executable, "-m", "pytest", "bench/", "-q", "--benchmark-disable", "-p", "no:cacheprovider"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TRITON_INTERPRET="0"))
+    assert proc.returncode == 0 and "6 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]

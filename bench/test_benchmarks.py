@@ -1,0 +1,71 @@
+"""pytest-benchmark suites of the same kernels, so that regressions show in a standard tool:
+
+    pytest bench/ --benchmark-only                      (add --benchmark-autosave to keep a history)
+    pytest bench/ --benchmark-compare                   (against the last saved run)
+
+Runs on CUDA when available (the Triton kernels), else on the CPU torch paths. Sizes are small
+enough for a laptop; `python -m bench speed --sizes ...` is the tool for big sizes and baselines.
+"""
+import math
+
+import pytest
+import torch
+
+import fastmi
+from bench.baselines import dense_kde_mi
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+N = 4096 if DEVICE == "cuda" else 2048
+
+
+def layers(n, d, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.1 * torch.randn(n, d, generator=g)
+    return a.to(DEVICE), b.to(DEVICE)
+
+
+def _sync(value):
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+    return value
+
+
+@pytest.mark.parametrize("method", ["fastmi", "dense"])
+def test_kde_forward_backward(benchmark, method):
+    a, b = layers(N, 64)
+    a.requires_grad_()
+    fn = fastmi.layer_mi if method == "fastmi" else dense_kde_mi
+
+    def step():
+        a.grad = None
+        value = fn(a, b)
+        value.backward()
+        return _sync(value)
+    value = benchmark(step)
+    assert math.isfinite(float(value))
+
+
+def test_kde_forward(benchmark):
+    a, b = layers(N, 64)
+    with torch.no_grad():
+        value = benchmark(lambda: _sync(fastmi.layer_mi(a, b)))
+    assert 0 < float(value) < math.log(N)
+
+
+def test_binned(benchmark):
+    a, b = layers(4 * N, 64)
+    value = benchmark(lambda: _sync(fastmi.layer_mi(a, b, estimator="binned")))
+    assert float(value) >= 0
+
+
+def test_unit_mi(benchmark):
+    a, b = layers(N, 128)
+    matrix = benchmark(lambda: _sync(fastmi.unit_mi(a, b, bins=16)))
+    assert matrix.shape == (128, 128)
+
+
+def test_ksg(benchmark):
+    a, b = layers(N, 5)
+    value = benchmark(lambda: _sync(fastmi.layer_mi(a, b, estimator="ksg")))
+    assert math.isfinite(float(value))
