@@ -116,23 +116,26 @@ def _normal_cdf(x):
 
 
 def ground_truth_tasks(n, seed=0):
-    """(name, a, b, true MI in nats) of the suite: Gaussians (diagonal, sparse, dense), Student-t, and
+    """(name, a, b, true MI in nats) of the suite: Gaussians (per-dim, sparse, dense; d = 1-25), Student-t, and
     invertible per-variable maps of them (MI is unchanged). float32 tensors."""
     def gauss(d, rho, s):
         return correlated_gaussians(n, d, rho, seed=seed * 1000 + s)
-    for d, rho in ((1, 0.5), (1, 0.9), (2, 0.5), (5, 0.5), (5, 0.9), (10, 0.5)):
+    for d, rho in ((1, 0.5), (1, 0.9), (2, 0.5), (5, 0.5), (5, 0.9), (10, 0.5), (25, 0.5)):
         a, b, truth = gauss(d, rho, d * 10 + int(rho * 10))
         yield f"gauss d={d} rho={rho}", a, b, truth
     g = torch.Generator().manual_seed(seed * 1000 + 7)
-    a = torch.randn(n, 5, generator=g, dtype=torch.float64)
-    b = torch.randn(n, 5, generator=g, dtype=torch.float64)
-    b[:, 0] = 0.9 * a[:, 0] + math.sqrt(1 - 0.81) * b[:, 0]
-    yield "sparse d=5 (one pair rho=0.9)", a, b, -0.5 * math.log(1 - 0.81)
-    mix = torch.randn(3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) / math.sqrt(3)
-    b = a[:, :3] @ mix + torch.randn(n, 3, generator=g, dtype=torch.float64)
-    cov = torch.cat([torch.cat([torch.eye(3, dtype=torch.float64), mix], 1),
-                     torch.cat([mix.T, mix.T @ mix + torch.eye(3, dtype=torch.float64)], 1)])
-    yield "dense d=3 (b = aW + noise)", a[:, :3], b, gaussian_mi(cov, 3)
+    for d in (5, 25):
+        a = torch.randn(n, d, generator=g, dtype=torch.float64)
+        b = torch.randn(n, d, generator=g, dtype=torch.float64)
+        b[:, 0] = 0.9 * a[:, 0] + math.sqrt(1 - 0.81) * b[:, 0]
+        yield f"sparse d={d} (one pair rho=0.9)", a, b, -0.5 * math.log(1 - 0.81)
+    for d in (3, 25):
+        mix = torch.randn(d, d, generator=torch.Generator().manual_seed(seed + d), dtype=torch.float64) / math.sqrt(d)
+        a = torch.randn(n, d, generator=g, dtype=torch.float64)
+        b = a @ mix + torch.randn(n, d, generator=g, dtype=torch.float64)
+        eye = torch.eye(d, dtype=torch.float64)
+        cov = torch.cat([torch.cat([eye, mix], 1), torch.cat([mix.T, mix.T @ mix + eye], 1)])
+        yield f"dense d={d} (b = aW + noise)", a, b, gaussian_mi(cov, d)
     for d, nu in ((1, 3), (2, 5)):
         a, b, truth = gauss(d, 0.5, 50 + nu)
         chi2 = torch.randn(n, nu, generator=g, dtype=torch.float64).square().sum(1, keepdim=True)

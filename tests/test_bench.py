@@ -58,7 +58,7 @@ def test_overhead_measures_three_timings():
 def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
     from bench.accuracy import estimators, ground_truth_tasks
     tasks = list(ground_truth_tasks(300))
-    assert len(tasks) == 16 and all(t > 0 and a.shape[0] == 300 == b.shape[0] for _, a, b, t in tasks)
+    assert len(tasks) == 19 and all(t > 0 and a.shape[0] == 300 == b.shape[0] for _, a, b, t in tasks)
     rows = estimators(ns=(300,), backend="torch")  # the interpreter is slow; kernels are tested elsewhere
     assert {r["estimator"] for r in rows} >= {"KDE (default)", "KSG k=3", "KSG, scikit-learn KD-tree"}
     by = {(r["task"], r["estimator"]): r["estimate"] for r in rows}
