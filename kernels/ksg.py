@@ -99,7 +99,9 @@ def ksg_counts(x, y, k, tile):
     n = x.shape[0]
     assert x.dtype == y.dtype == torch.float32 and y.shape[0] == n, (x.shape, x.dtype, y.shape, y.dtype)
     assert 0 < k < n and tile & (tile - 1) == 0, (k, n, tile)
-    assert n * max(x.shape[1], y.shape[1]) < 2**31, "int32 offsets"
+    if x.numel() >= 2**31 or y.numel() >= 2**31:  # the kernels index with int32 offsets
+        raise ValueError(f"the Triton KSG kernels take at most 2^31 - 1 elements per input, got {tuple(x.shape)} "
+                         f"and {tuple(y.shape)}; use backend='torch' or fewer samples")
     xt, yt = x.t().contiguous(), y.t().contiguous()
     lo_x, hi_x = (v.contiguous() for v in tile_boxes(x, tile))
     lo_y, hi_y = (v.contiguous() for v in tile_boxes(y, tile))

@@ -118,3 +118,12 @@ def test_pytest_benchmark_suite_runs():
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TRITON_INTERPRET="0"))
     assert proc.returncode == 0 and "6 passed" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_ksg_job_times_both_and_they_agree(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
+    from bench import ksg
+    rows = ksg.run(n=600, dims=(1, 3), reps=1)
+    assert [r["d"] for r in rows] == [1, 3] and all(r["fastmi_s"] > 0 and r["tree_s"] > 0 for r in rows)
+    assert all(abs(r["fastmi_mi"] - r["tree_mi"]) < 1e-3 for r in rows)
+    assert json.loads((tmp_path / "ksg_cpu.json").read_text())["rows"] == rows
