@@ -63,12 +63,14 @@ def layer_mi(a, b, *, estimator="kde", sigma=DEFAULT_SIGMA, bound="kl", loo=Fals
         binned.check_range(range)
         a, b = paired_samples(a, b, check_finite, allow_integer=True)
         shard = None if group is None else shard_of(a, b, group)
-        value = binned.binned_mi(a, b, bins, range, backend, shard).to(_result_dtype(a, b))
+        a_ok, b_ok, finite = _finite_or_nan(a, b, check_finite)
+        value = finite(binned.binned_mi(a_ok, b_ok, bins, range, backend, shard).to(_result_dtype(a, b)))
     elif estimator == "ksg":
         if group is not None:
             raise ValueError("group= is not supported by estimator='ksg' (gather the rows and call it on one rank)")
         a, b = paired_samples(a, b, check_finite)
-        value = ksg.ksg_mi(a, b, k, backend).to(device=a.device, dtype=_result_dtype(a, b))
+        a_ok, b_ok, finite = _finite_or_nan(a, b, check_finite)
+        value = finite(ksg.ksg_mi(a_ok, b_ok, k, backend).to(device=a.device, dtype=_result_dtype(a, b)))
     else:
         choice(bound, "bound", tuple(kde.BOUND_FACTOR))
         if not isinstance(loo, bool):
@@ -99,10 +101,25 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
         raise TypeError(f"soft must be a bool, got {soft!r}")
     a, b = paired_samples(a, b, check_finite)
     shard = None if group is None else shard_of(a, b, group)
+    a_ok, b_ok, finite = _finite_or_nan(a, b, check_finite)
     with full_precision(a.device):
-        matrix = binned.unit_mi_matrix(a, b, bins, soft, range, backend, shard).to(_result_dtype(a, b))
+        matrix = finite(binned.unit_mi_matrix(a_ok, b_ok, bins, soft, range, backend, shard).to(_result_dtype(a, b)))
     value = {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
     return value / math.log(2.0) if units == "bits" else value
+
+
+def _finite_or_nan(a, b, checked):
+    """For estimators that would turn NaN/Inf into a plausible number (binning, neighbour search): when
+    the inputs were not checked, run on zeroed copies and make the result NaN if any input was not
+    finite. Returns (a, b, mark) with mark(value) -> value or NaN; no host sync."""
+    if checked:
+        return a, b, lambda value: value
+    finite = torch.ones((), dtype=torch.bool, device=a.device)
+    for x in (a, b):
+        if x.is_floating_point():
+            finite = finite & torch.isfinite(x).all()
+    clean = [torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) if x.is_floating_point() else x for x in (a, b)]
+    return (*clean, lambda value: torch.where(finite, value, torch.full_like(value, math.nan)))
 
 
 def _result_dtype(a, b):

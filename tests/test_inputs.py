@@ -86,3 +86,19 @@ def test_zero_features():
 def test_triton_backend_refuses_float64():
     with pytest.raises(TypeError, match="float64"):
         fastmi.layer_mi(*(x.double() for x in pair()), backend="triton")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("call", [
+    lambda a, b: fastmi.layer_mi(a, b, estimator="binned", check_finite=False),
+    lambda a, b: fastmi.layer_mi(a, b, estimator="ksg", check_finite=False, backend="torch"),
+    lambda a, b: fastmi.layer_mi(a, b, estimator="unit", soft=True, check_finite=False, backend="torch"),
+    lambda a, b: fastmi.unit_mi(a, b, check_finite=False, backend="torch"),
+], ids=["binned", "ksg", "unit-soft", "unit_mi"])
+def test_unchecked_non_finite_input_gives_nan_not_a_number_that_looks_right(call, bad):
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(200, 3, generator=g), torch.randn(200, 2, generator=g)
+    a[7, 1] = bad
+    assert bool(torch.isnan(call(a, b)).all())
+    a[7, 1] = 0.0
+    assert bool(torch.isfinite(call(a, b)).all())
