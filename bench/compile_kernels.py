@@ -74,7 +74,8 @@ def run_launchers():
     binned.bin_hash(torch.ones(300, 7, dtype=torch.int64), torch.ones(7, dtype=torch.int64), 0.0, 1.0, 30, True)
     for soft in (False, True):
         binned.unit_mi(a, b, torch.zeros(7), torch.ones(7), torch.zeros(9), torch.ones(9), 16, soft)
-    ksg_kernels.ksg_counts(a[:, :3].contiguous(), b, 3, ksg.ORDER_TILE)
+    x, y, boxes = ksg.prepared(a[:, :3], b)
+    ksg_kernels.ksg_counts(x, y, 3, ksg.ORDER_TILE, boxes)
 
 
 def main():

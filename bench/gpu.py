@@ -167,11 +167,9 @@ def ksg_checks(device, quick):
     for n, da, db, k in ([(150, 2, 2, 3), (130, 1, 5, 65)] if quick else
                          [(4096, 2, 2, 3), (4096, 10, 10, 3), (4096, 1, 64, 5), (3000, 3, 3, 70)]):
         a, b = _inputs(n, max(da, db), torch.float32, device)
-        x, y = ksg.standardized(a[:, :da]), ksg.standardized(b[:, :db])
-        order = ksg.kd_order(torch.cat([x, y], 1), ksg.ORDER_TILE)
-        x, y = x[order].contiguous(), y[order].contiguous()
-        same = all(torch.equal(got.long(), want.long()) if got.dtype != torch.float32 else torch.equal(got, want)
-                   for got, want in zip(ksg_counts(x, y, k, ksg.ORDER_TILE), ksg.counts(x, y, k)))
+        x, y, boxes = ksg.prepared(a[:, :da], b[:, :db])
+        same = all(torch.equal(got.to(want.dtype), want)
+                   for got, want in zip(ksg_counts(x, y, k, ksg.ORDER_TILE, boxes), ksg.counts(x, y, k, boxes)))
         rows.append(dict(check=f"ksg counts triton == torch (N={n} Da={da} Db={db} k={k})", n=n, ok=same))
         print(f"  {rows[-1]['check']}: {'ok' if same else 'FAIL'}")
     return rows

@@ -68,6 +68,12 @@ def split_sigma(sigma):
     return tuple(sigma) if isinstance(sigma, (tuple, list)) else (sigma, sigma)
 
 
+def column_std(x):
+    """(D,) standard deviation of each column, 1 for constant columns (they add no distance anyway)."""
+    std = x.std(dim=0)
+    return torch.where(std > 0, std, torch.ones_like(std))
+
+
 @torch.no_grad()
 def column_bandwidths(x, spec, joint_dim):
     """Per-column Gaussian bandwidths (float64 tensor of shape (D,)) of a 2-d input for one spec."""
@@ -75,8 +81,7 @@ def column_bandwidths(x, spec, joint_dim):
     rule = RULES.get(spec) if isinstance(spec, str) else spec if callable(spec) else None
     if rule is None:
         return torch.full((d,), float(spec), dtype=torch.float64, device=x.device)
-    std = x.double().std(dim=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # constant columns add no distance anyway
+    std = column_std(x.double())
     z = (x.double() - x.double().mean(dim=0)) / std
     value = rule(n, joint_dim, z)
     if not torch.is_tensor(value) or not torch.compiler.is_compiling():  # reading a tensor is a sync

@@ -22,6 +22,7 @@ import warnings
 import torch
 
 from ._dispatch import use_triton
+from .bandwidth import column_std
 
 ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the Triton tile)
 TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
@@ -37,22 +38,28 @@ def check_k(k, n):
 def standardized(x):
     """x / per-column std (float32, or float64 for float64 input); constant columns are left as they are."""
     x = x.double() if x.dtype == torch.float64 else x.float()
-    std = x.std(dim=0, keepdim=True)
-    return x / torch.where(std > 0, std, torch.ones_like(std))
+    return x / column_std(x)
+
+
+def prepared(a, b, tile=ORDER_TILE):
+    """What both back-ends take: standardised a, b (x, y) in k-d leaf order, and each `tile`-row
+    tile's bounding box in x and in y: (x, y, (lo_x, hi_x, lo_y, hi_y))."""
+    x, y = standardized(a), standardized(b)
+    order = kd_order(torch.cat([x, y], 1), tile)
+    x, y = x[order].contiguous(), y[order].contiguous()
+    return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile))
 
 
 @torch.no_grad()
 def ksg_mi(a, b, k, backend):
     """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
     check_k(k, a.shape[0])
-    x, y = standardized(a), standardized(b)
-    order = kd_order(torch.cat([x, y], 1), ORDER_TILE)
-    x, y = x[order].contiguous(), y[order].contiguous()
+    x, y, boxes = prepared(a, b)
     if use_triton(backend, x):
         from .kernels.ksg import ksg_counts
-        eps, na, nb = ksg_counts(x, y, k, ORDER_TILE)
+        eps, na, nb = ksg_counts(x, y, k, ORDER_TILE, boxes)
     else:
-        eps, na, nb = counts(x, y, k)
+        eps, na, nb = counts(x, y, k, boxes)
     return from_counts(eps, na, nb, k)
 
 
@@ -118,15 +125,14 @@ def box_gaps(lo, hi, rows):
 # ------------------------------------------------------------------------------------ torch path
 
 
-def counts(x, y, k):
-    """(eps, n_a, n_b) per row of k-d-ordered x, y: the torch path, TORCH_ROW_TILES row tiles at a time.
+def counts(x, y, k, boxes):
+    """(eps, n_a, n_b) per row of prepared() x, y, boxes: the torch path, TORCH_ROW_TILES row tiles at a time.
 
     Per block: an upper bound of every eps_i from the neighbouring tiles; the column tiles within it
     in the joint space give eps, those within it in a's (b's) space give n_a (n_b). Where the three
     sets are nearly the same (high dimension) one pass over their union is cheaper: it is taken."""
     n = x.shape[0]
-    lo_x, hi_x = tile_boxes(x, ORDER_TILE)
-    lo_y, hi_y = tile_boxes(y, ORDER_TILE)
+    lo_x, hi_x, lo_y, hi_y = boxes
     tiles = lo_x.shape[0]
     eps = torch.empty(n, dtype=x.dtype, device=x.device)
     na = torch.empty(n, dtype=torch.int64, device=x.device)

@@ -93,9 +93,9 @@ def _count_kernel(XT, YT, LOX, HIX, LOY, HIY, EPS, NA, NB, N, DA, DB, TILES,
     tl.store(NB + rows, nb, mask=rows < N)
 
 
-def ksg_counts(x, y, k, tile):
-    """(eps, n_a, n_b) of k-d-ordered float32 x (N, Da), y (N, Db) whose `tile`-row tiles are the leaves."""
-    from fastmi.ksg import tile_boxes
+def ksg_counts(x, y, k, tile, boxes):
+    """(eps, n_a, n_b) of k-d-ordered float32 x (N, Da), y (N, Db) whose `tile`-row tiles are the leaves;
+    boxes: (lo_x, hi_x, lo_y, hi_y), each (tiles, D), every tile's min and max per column."""
     n = x.shape[0]
     assert x.dtype == y.dtype == torch.float32 and y.shape[0] == n, (x.shape, x.dtype, y.shape, y.dtype)
     assert 0 < k < n and tile & (tile - 1) == 0, (k, n, tile)
@@ -103,9 +103,9 @@ def ksg_counts(x, y, k, tile):
         raise ValueError(f"the Triton KSG kernels take at most 2^31 - 1 elements per input, got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}; use backend='torch' or fewer samples")
     xt, yt = x.t().contiguous(), y.t().contiguous()
-    lo_x, hi_x = (v.contiguous() for v in tile_boxes(x, tile))
-    lo_y, hi_y = (v.contiguous() for v in tile_boxes(y, tile))
+    lo_x, hi_x, lo_y, hi_y = (v.contiguous() for v in boxes)
     tiles = lo_x.shape[0]
+    assert tiles == -(-n // tile) and lo_x.shape[1] == x.shape[1] and lo_y.shape[1] == y.shape[1], boxes
     eps = torch.empty(n, dtype=torch.float32, device=x.device)
     na = torch.empty(n, dtype=torch.int32, device=x.device)
     nb = torch.empty_like(na)

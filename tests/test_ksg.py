@@ -51,11 +51,9 @@ def test_torch_path_equals_reference_and_kd_tree(n, da, db, k):
                                              (150, 2, 1, 65, torch.float32), (130, 1, 2, 1, torch.float16)])
 def test_triton_kernels_equal_torch_path(n, da, db, k, dtype):
     a, b = dependent(n, da, db, dtype, seed=k)
-    x, y = scaled(a, b)
-    order = ksg.kd_order(torch.cat([x, y], 1), ksg.ORDER_TILE)
-    x, y = x[order].contiguous(), y[order].contiguous()
+    x, y, boxes = ksg.prepared(a, b)
     from fastmi.kernels.ksg import ksg_counts
-    for got, want in zip(ksg_counts(x, y, k, ksg.ORDER_TILE), ksg.counts(x, y, k)):
+    for got, want in zip(ksg_counts(x, y, k, ksg.ORDER_TILE, boxes), ksg.counts(x, y, k, boxes)):
         assert torch.equal(got.to(want.dtype), want)
     triton_value = fastmi.layer_mi(a, b, estimator="ksg", k=k, backend="triton")
     assert triton_value.dtype == torch.float32
