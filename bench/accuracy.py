@@ -68,12 +68,12 @@ def run(n=2048, rules=RULES, loo=False):
     for name, a, b, truth in tasks(n):
         cells = []
         for label, sigma in rules.items():
-            est = _estimate(a, b, sigma, loo)
+            est = _estimate(a, b, sigma=sigma, loo=loo)
             errors[label].append((abs(est - truth), abs(est - truth) / truth))
             cells.append(f"{est:.3f}")
         print(f"| {name} | {truth:.3f} | " + " | ".join(cells) + " |")
     a, b = wide_low_rank_layers(n)
-    cells = [f"{_estimate(a, b, sigma, loo):.3f}" for sigma in rules.values()]
+    cells = [f"{_estimate(a, b, sigma=sigma, loo=loo):.3f}" for sigma in rules.values()]
     print(f"| 64-d layers, 3-d latent (ln N = {math.log(n):.2f}) | ? | " + " | ".join(cells) + " |")
     for k, label in ((0, "mean abs error (nats)"), (1, "mean rel error")):
         row = [f"{sum(e[k] for e in errors[r]) / len(errors[r]):.3f}" for r in rules]
@@ -81,10 +81,10 @@ def run(n=2048, rules=RULES, loo=False):
     return errors
 
 
-def _estimate(a, b, sigma, loo):
+def _estimate(a, b, **layer_mi_kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # saturation shows in the table itself
-        return float(fastmi.layer_mi(a, b, sigma=sigma, loo=loo))
+        return float(fastmi.layer_mi(a, b, **layer_mi_kwargs))
 
 
 # ------------------------------------------------------- every estimator on the ground-truth suite
@@ -161,6 +161,7 @@ ESTIMATORS = {
 def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
     """Every estimator on every ground-truth task at each N: estimates, errors, times (CPU, one thread
     pool). Returns the rows; prints one markdown table per N and a summary."""
+    from bench import timed
     from bench.baselines import tree_ksg_mi
     from fastmi.ksg import standardized
     names = [*ESTIMATORS, *(["KSG, scikit-learn KD-tree"] if tree else [])]
@@ -173,15 +174,15 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
             cells = []
             for name in names:
                 if name in ESTIMATORS:
-                    seconds, est = _timed(lambda: _estimate_with(a, b, dict(ESTIMATORS[name], backend=backend)))
+                    seconds, est = timed(lambda: _estimate(a, b, **ESTIMATORS[name], backend=backend))
                 else:
                     x, y = standardized(a.double()).numpy(), standardized(b.double()).numpy()
-                    seconds, est = _timed(lambda: tree_ksg_mi(x, y))
+                    seconds, est = timed(lambda: tree_ksg_mi(x, y))
                 rows.append(dict(n=n, task=task, truth=truth, estimator=name, estimate=est, seconds=seconds))
                 cells.append(f"{est:.3f}")
             print(f"| {task} | {truth:.3f} | " + " | ".join(cells) + " |")
         a, b = wide_low_rank_layers(n)
-        cells = [f"{_estimate_with(a, b, dict(kwargs, backend=backend)):.3f}" for kwargs in ESTIMATORS.values()]
+        cells = [f"{_estimate(a, b, **kwargs, backend=backend):.3f}" for kwargs in ESTIMATORS.values()]
         print(f"| 64-d layers, 3-d latent (ln N = {math.log(n):.2f}) | ? | " + " | ".join(cells) + " | |")
         for label, key in (("mean abs error (nats)", "error"), ("mean time (s)", "seconds")):
             row = []
@@ -212,15 +213,3 @@ def plot_estimates(rows, path, n):
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
-
-def _timed(fn):
-    import time
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
-
-
-def _estimate_with(a, b, kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # saturation shows in the table itself
-        return float(fastmi.layer_mi(a, b, **kwargs))

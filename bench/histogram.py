@@ -7,20 +7,13 @@
 import json
 import os
 import platform
-import time
 
 import numpy as np
 import torch
 
 import fastmi
-from bench import results_dir
+from bench import results_dir, timed
 from fastmi import reference
-
-
-def _seconds(fn):
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
 
 
 def numpy_unique_binned_mi(a, b, bins):
@@ -39,15 +32,15 @@ def run(n_unit=4096, d_unit=256, bins_unit=16, n_layer=100_000, d_layer=256, bin
     rows = []
     a = torch.randn(n_unit, d_unit, generator=g, dtype=torch.float64)
     b = torch.tanh(a @ torch.randn(d_unit, d_unit, generator=g, dtype=torch.float64) / 16)
-    t_fast, fast = _seconds(lambda: fastmi.unit_mi(a, b, bins=bins_unit))
-    t_np, slow = _seconds(lambda: reference.unit_mi(a.numpy(), b.numpy(), bins_unit))
+    t_fast, fast = timed(lambda: fastmi.unit_mi(a, b, bins=bins_unit))
+    t_np, slow = timed(lambda: reference.unit_mi(a.numpy(), b.numpy(), bins_unit))
     err = float((fast - torch.from_numpy(slow)).abs().max())
     rows.append(dict(job="unit_mi", n=n_unit, d=d_unit, bins=bins_unit, fastmi_s=t_fast, numpy_s=t_np,
                      speedup=t_np / t_fast, max_abs_diff=err))
     a = torch.randn(n_layer, d_layer, generator=g)
     b = torch.tanh(a @ torch.randn(d_layer, d_layer, generator=g) / 16)
-    t_fast, fast = _seconds(lambda: fastmi.layer_mi(a, b, estimator="binned", bins=bins_layer))
-    t_np, slow = _seconds(lambda: numpy_unique_binned_mi(a.numpy(), b.numpy(), bins_layer))
+    t_fast, fast = timed(lambda: fastmi.layer_mi(a, b, estimator="binned", bins=bins_layer))
+    t_np, slow = timed(lambda: numpy_unique_binned_mi(a.numpy(), b.numpy(), bins_layer))
     rows.append(dict(job="binned", n=n_layer, d=d_layer, bins=bins_layer, fastmi_s=t_fast, numpy_s=t_np,
                      speedup=t_np / t_fast, max_abs_diff=abs(float(fast) - float(slow))))
     print("| job | N | D | bins | fastmi s | numpy s | speed-up | max |diff| |")

@@ -6,23 +6,13 @@ the tree in float64, so the values agree to float32 rounding of the distances.
 import json
 import os
 import platform
-import time
 
 import torch
 
 import fastmi
-from bench import results_dir
+from bench import results_dir, timed
 from bench.baselines import tree_ksg_mi
 from fastmi.ksg import standardized
-
-
-def _seconds(fn, reps):
-    times, value = [], None
-    for _ in range(reps):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2], value
 
 
 def correlated(n, d, seed=0):
@@ -38,8 +28,8 @@ def run(n=20_000, dims=(1, 5, 10), k=3, reps=3):
     for d in dims:
         a, b = correlated(n, d)
         x, y = standardized(a.double()).numpy(), standardized(b.double()).numpy()
-        t_fast, fast = _seconds(lambda: float(fastmi.layer_mi(a, b, estimator="ksg", k=k)), reps)
-        t_tree, tree = _seconds(lambda: tree_ksg_mi(x, y, k), reps)
+        t_fast, fast = timed(lambda: float(fastmi.layer_mi(a, b, estimator="ksg", k=k)), reps)
+        t_tree, tree = timed(lambda: tree_ksg_mi(x, y, k), reps)
         rows.append(dict(n=n, d=d, k=k, fastmi_s=t_fast, tree_s=t_tree, speedup=t_tree / t_fast, fastmi_mi=fast,
                          tree_mi=tree))
         print(f"| {n} | {d} | {t_fast:.2f} | {t_tree:.2f} | {t_tree / t_fast:.2f}x | {fast:.4f} | {tree:.4f} |")
