@@ -30,13 +30,21 @@ BASELINE = "dense"
 DENSE_MATRICES = {"dense": 8, "numpy": 17}  # peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd)
 
 
-def _status_mb(key):
-    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MB."""
-    with open("/proc/self/status") as f:
+def _proc_mb(path, key):
+    """A "Key: value kB" line of a /proc file in MB, or None where it has none."""
+    with open(path) as f:
         for line in f:
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no {key} in /proc/self/status")
+    return None
+
+
+def _status_mb(key):
+    """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MB."""
+    value = _proc_mb("/proc/self/status", key)
+    if value is None:
+        raise RuntimeError(f"no {key} in /proc/self/status")
+    return value
 
 
 def _reset_peak_rss():
@@ -50,11 +58,8 @@ def _reset_peak_rss():
 
 
 def available_mb():
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024.0
-    return math.inf
+    value = _proc_mb("/proc/meminfo", "MemAvailable")
+    return math.inf if value is None else value
 
 
 def _inputs(n, d, dtype, device):
