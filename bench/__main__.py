@@ -7,23 +7,22 @@ jobs:
   cpu         the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
   accuracy    KDE bandwidth rules on tasks with closed-form MI (how the default was chosen)
   estimators  every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
-  paper       the paper's experiment: MLPs trained with and without fastmi.Regularizer
   overhead    a training step with and without the Regularizer vs a plain forward pass
   histogram   unit_mi and layer-binned MI vs the numpy ways (CPU)
   ksg         KSG kNN MI vs scikit-learn's KD-tree KSG (CPU, N = 20k)
-  gpu         compiled kernels vs the float64 reference, then timings (bench/gpu_check.sh runs it)
+  gpu         timings of the compiled kernels vs the dense baseline (bench/gpu_check.sh runs it)
 
 Baselines of the KDE tables (bench/baselines.py): dense (torch cdist + logsumexp: every ratio is
 against it), numpy (scipy, forward only), keops (pykeops LazyTensor, when installed). A baseline that
 cannot run (memory, time, not installed) is a row saying why, never a crash. JSON schema: see
-bench/compare.py. Output goes to bench/results/ (or $FASTMI_RESULTS) unless --json/--plot say otherwise.
+bench/compare.py. Output: --out, else $FASTMI_RESULTS, else bench/output/ (untracked; the committed
+reference results are in bench/results/: refresh them with --out bench/results). The paper's
+training experiment is not a benchmark: python -m experiments.paper.
 """
 import argparse
-import json
 import os
-import platform
 
-from bench import results_dir
+from bench import save_json, save_plot
 
 
 def _device(name="auto"):
@@ -33,13 +32,6 @@ def _device(name="auto"):
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _save(path, payload):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=1)
-    print(f"wrote {path}")
-
-
 def speed(args, sizes=None, tag=None):
     from bench.compare import plot, side_by_side
     device = _device(args.device)
@@ -47,11 +39,9 @@ def speed(args, sizes=None, tag=None):
     backward = not args.forward_only
     rows = side_by_side(sizes, args.dim, backward, device, args.repeats, args.methods, args.dtype, args.timeout)
     tag = tag or f"speed_{device}_{args.dtype}_d{args.dim}_{'fwd_bwd' if backward else 'fwd'}"
-    plot_dir = args.plot or results_dir()
-    os.makedirs(plot_dir, exist_ok=True)
-    plot(rows, os.path.join(plot_dir, f"{tag}.png"),
-         f"KDE MI, D = {args.dim}, {'forward+backward' if backward else 'forward'}, {args.dtype}, {device}")
-    _save(args.json or os.path.join(results_dir(), f"{tag}.json"), dict(machine=platform.node(), rows=rows))
+    save_json(f"{tag}.json", dict(rows=rows))
+    save_plot(plot, f"{tag}.png", rows,
+              f"KDE MI, D = {args.dim}, {'forward+backward' if backward else 'forward'}, {args.dtype}, {device}")
     return rows
 
 
@@ -65,8 +55,7 @@ def cpu(args):
     big = measure("fastmi", 100_000, 64, backward=True, device="cpu", reps=1)
     print(f"\nfastmi alone, N = 100,000, D = 64, forward+backward: {big['seconds']:.1f} s, "
           f"peak RSS above inputs {big['peak_mb']:.0f} MB, whole process {big['process_peak_rss_mb']:.0f} MB")
-    _save(args.json or os.path.join(results_dir(), "cpu_targets.json"),
-          dict(machine=platform.node(), side_by_side=rows, n100k=big))
+    save_json("cpu_targets.json", dict(side_by_side=rows, n100k=big))
 
 
 def accuracy(args):
@@ -77,16 +66,8 @@ def accuracy(args):
 def estimators(args):
     from bench.accuracy import estimators as run, plot_estimates
     rows = run()
-    plot_dir = args.plot or results_dir()
-    os.makedirs(plot_dir, exist_ok=True)
-    plot_estimates(rows, os.path.join(plot_dir, "accuracy_estimators.png"), n=4000)
-    _save(args.json or os.path.join(results_dir(), "accuracy_estimators.json"),
-          dict(machine=platform.node(), rows=rows))
-
-
-def paper(args):
-    from bench.paper import run
-    run()
+    save_json("accuracy_estimators.json", dict(rows=rows))
+    save_plot(plot_estimates, "accuracy_estimators.png", rows, 4000)
 
 
 def overhead(args):
@@ -110,7 +91,7 @@ def gpu(args):
 
 
 JOBS = dict(default=default, speed=speed, memory=speed, cpu=cpu, accuracy=accuracy, estimators=estimators,
-            paper=paper, overhead=overhead, histogram=histogram, ksg=ksg, gpu=gpu)
+            overhead=overhead, histogram=histogram, ksg=ksg, gpu=gpu)
 
 
 def _ints(text):
@@ -139,14 +120,15 @@ def parser():
     p.add_argument("--methods", type=_methods, default=METHODS, help=f"comma-separated subset of {list(METHODS)}")
     p.add_argument("--forward-only", action="store_true", help="speed: time the forward pass only")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before a measurement is reported as timed out")
-    p.add_argument("--json", help="write the job's JSON here (default, speed, memory, cpu, estimators)")
-    p.add_argument("--plot", help="write the job's PNG into this folder (default, speed, memory, estimators)")
+    p.add_argument("--out", help="folder for the job's JSON and plots (default: $FASTMI_RESULTS, else bench/output/)")
     p.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.out:
+        os.environ["FASTMI_RESULTS"] = args.out
     JOBS[args.job](args)
 
 

@@ -12,6 +12,7 @@ import torch
 
 import fastmi
 from fastmi.bandwidth import median
+from fastmi.monitor import new_figure
 from fastmi.reference import gaussian_mi
 
 # label -> sigma: the library's rules, and the median heuristic at other fractions (how the default
@@ -163,7 +164,7 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
     pool). Returns the rows; prints one markdown table per N and a summary."""
     from bench import timed
     from bench.baselines import tree_ksg_mi
-    from fastmi.ksg import standardized
+    from fastmi.estimators.ksg import standardized
     names = [*ESTIMATORS, *(["KSG, scikit-learn KD-tree"] if tree else [])]
     rows = []
     for n in ns:
@@ -194,12 +195,10 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
     return rows
 
 
-def plot_estimates(rows, path, n):
-    """Estimate vs true MI per estimator at one N (log-free axes, the diagonal is exact)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 5))
+def plot_estimates(rows, n):
+    """Figure of estimate vs true MI per estimator at one N (the diagonal is exact)."""
+    fig = new_figure(figsize=(6, 5))
+    ax = fig.subplots()
     for name in dict.fromkeys(r["estimator"] for r in rows):
         mine = [r for r in rows if r["n"] == n and r["estimator"] == name]
         tree = "tree" in name  # the tree KSG lands on fastmi's KSG: a cross over its dot
@@ -210,6 +209,5 @@ def plot_estimates(rows, path, n):
     ax.set(xlabel="true MI (nats)", ylabel="estimate (nats)", title=f"ground-truth suite, N = {n}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 

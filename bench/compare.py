@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 
+from fastmi.monitor import new_figure
+
 METHODS = ("fastmi", "dense", "numpy", "keops")
 BASELINE = "dense"
 DENSE_MATRICES = {"dense": 8, "numpy": 17}  # peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd)
@@ -204,12 +206,10 @@ def _ratio(r, key):
     return f"{r[key]:.2f}x" if key in r else ""
 
 
-def plot(rows, path, title):
-    """Time and peak memory vs N per method, log-log; methods that could not run are left out."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (t_ax, m_ax) = plt.subplots(1, 2, figsize=(10, 4))
+def plot(rows, title):
+    """Figure of time and peak memory vs N per method, log-log; methods that could not run are left out."""
+    fig = new_figure(figsize=(10, 4))
+    t_ax, m_ax = fig.subplots(1, 2)
     for method in dict.fromkeys(m for row in rows for m in row["results"]):
         ok = [row for row in rows if "error" not in row["results"].get(method, {"error": 1})]
         if not ok:
@@ -224,8 +224,7 @@ def plot(rows, path, title):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 if __name__ == "__main__":

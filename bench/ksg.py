@@ -3,16 +3,12 @@
 Both get the same columns scaled to unit variance; fastmi runs in float32 (what a layer gives it),
 the tree in float64, so the values agree to float32 rounding of the distances.
 """
-import json
-import os
-import platform
-
 import torch
 
 import fastmi
-from bench import results_dir, timed
+from bench import save_json, timed
 from bench.baselines import tree_ksg_mi
-from fastmi.ksg import standardized
+from fastmi.estimators.ksg import standardized
 
 
 def correlated(n, d, seed=0):
@@ -33,8 +29,5 @@ def run(n=20_000, dims=(1, 5, 10), k=3, reps=3):
         rows.append(dict(n=n, d=d, k=k, fastmi_s=t_fast, tree_s=t_tree, speedup=t_tree / t_fast, fastmi_mi=fast,
                          tree_mi=tree))
         print(f"| {n} | {d} | {t_fast:.2f} | {t_tree:.2f} | {t_tree / t_fast:.2f}x | {fast:.4f} | {tree:.4f} |")
-    path = os.path.join(results_dir(), "ksg_cpu.json")
-    with open(path, "w") as f:
-        json.dump(dict(machine=platform.node(), threads=torch.get_num_threads(), rows=rows), f, indent=1)
-    print(f"wrote {path}")
+    save_json("ksg_cpu.json", dict(threads=torch.get_num_threads(), rows=rows))
     return rows

@@ -4,9 +4,6 @@ overhead = (step with regularizer - step without) / forward pass, the three time
 one process (median of the rounds), so machine noise hits them alike. Models: the reference MLP
 784 -> 1024 -> 1024 -> 1024 -> 10 (batch 1024) and a small CNN on 3x32x32 inputs (batch 512).
 """
-import json
-import os
-import platform
 import statistics
 import time
 import warnings
@@ -15,8 +12,7 @@ import torch
 from torch import nn
 
 import fastmi
-from bench import results_dir
-
+from bench import save_json
 
 
 def reference_mlp():
@@ -87,8 +83,5 @@ def run(rounds=5):
             rows.append(dict(model=name, max_samples=max_samples, **m))
             print(f"| {name} | {max_samples or 'all'} | {m['forward']:.4f} | {m['step']:.4f} | "
                   f"{m['step_with_regularizer']:.4f} | {m['overhead_over_forward']:.2f}x |")
-    path = os.path.join(results_dir(), f"overhead_{device}.json")
-    with open(path, "w") as f:
-        json.dump(dict(machine=platform.node(), device=device, rows=rows), f, indent=1)
-    print(f"wrote {path}")
+    save_json(f"overhead_{device}.json", dict(device=device, rows=rows))
     return rows

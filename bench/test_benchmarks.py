@@ -13,6 +13,7 @@ import torch
 
 import fastmi
 from bench.baselines import dense_kde_mi
+from fastmi import reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 N = 4096 if DEVICE == "cuda" else 2048
@@ -56,13 +57,14 @@ def test_kde_forward(benchmark):
 def test_binned(benchmark):
     a, b = layers(4 * N, 64)
     value = benchmark(lambda: _sync(fastmi.layer_mi(a, b, estimator="binned")))
-    assert float(value) >= 0
+    assert float(value) == pytest.approx(reference.binned_mi_unique(a.cpu().numpy(), b.cpu().numpy(), 30), abs=1e-5)
 
 
 def test_unit_mi(benchmark):
     a, b = layers(N, 128)
     matrix = benchmark(lambda: _sync(fastmi.unit_mi(a, b, bins=16)))
-    assert matrix.shape == (128, 128)
+    expected = reference.unit_mi_histogram2d(a[:, :4].cpu().numpy(), b[:, :4].cpu().numpy(), 16)
+    torch.testing.assert_close(matrix[:4, :4].double().cpu(), torch.from_numpy(expected), atol=1e-5, rtol=0)
 
 
 def test_ksg(benchmark):

@@ -1,4 +1,4 @@
-"""Kernel bandwidths for the KDE estimator.
+"""Kernel bandwidths for the KDE estimator (docs/design.md, "The KDE estimator").
 
 `sigma` is a positive float (the Gaussian noise std in the data's raw units, as in Saxe et al. 2018),
 a rule (a name in RULES, or a callable rule(n, d, z) -> float), or a pair (sigma_a, sigma_b) of

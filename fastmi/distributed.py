@@ -4,7 +4,7 @@ KDE: layer_mi(..., group=g) gathers the rows of every rank (detached), computes 
 centring from the global batch, sums this rank's rows against every column with the same kernels
 (a row range, not a copy of them), and all-reduces the row sums. No collective runs in backward:
 each rank's gradient for its own rows is the full gradient of the global estimate for those rows,
-built from the gathered log-sums of every row (DESIGN.md, backward).
+built from the gathered log-sums of every row (docs/design.md, "torch.distributed").
 
 Histograms: the bin ranges come from the global min/max; "binned" gathers the rows' 64-bit symbols;
 unit_mi sums the joint counts over ranks (differentiably, for soft codes).

@@ -33,15 +33,14 @@ class MILog:
 
     def plot(self, path, title="MI between successive layers"):
         """PNG of each pair's MI against the step."""
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = new_figure(figsize=(6, 4))
+        ax = fig.subplots()
         for k in range(len(self.values[0]) if self.values else 0):
             ax.plot(self.steps, [v[k] for v in self.values], label=f"I(h{k + 1}; h{k + 2})")
         ax.set(xlabel="step", ylabel="MI", title=title)
         ax.legend()
         fig.tight_layout()
         fig.savefig(path, dpi=100)
-        plt.close(fig)
 
 
 @torch.no_grad()
@@ -50,7 +49,7 @@ def information_plane_point(x, layers, labels, **layer_mi_kwargs):
 
     Defaults to the binned estimator (Shwartz-Ziv & Tishby); labels may be an integer tensor.
     """
-    kwargs = dict(estimator="binned", **layer_mi_kwargs)
+    kwargs = {"estimator": "binned", **layer_mi_kwargs}
     i_xt = [float(layer_mi(x, t, **kwargs)) for t in layers]
     i_ty = [float(layer_mi(t, labels, **kwargs)) for t in layers]
     return i_xt, i_ty
@@ -59,8 +58,8 @@ def information_plane_point(x, layers, labels, **layer_mi_kwargs):
 def plot_information_plane(points, path, title="Information plane"):
     """PNG of the information plane from a list of per-epoch (i_xt, i_ty) points, one line per layer,
     coloured by epoch."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig = new_figure(figsize=(6, 4.5))
+    ax = fig.subplots()
     layers = len(points[0][0])
     for k in range(layers):
         xs, ys = [p[0][k] for p in points], [p[1][k] for p in points]
@@ -71,14 +70,13 @@ def plot_information_plane(points, path, title="Information plane"):
     ax.set(xlabel="I(X; T)", ylabel="I(T; Y)", title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
-def _pyplot():
+def new_figure(**kwargs):
+    """A matplotlib Figure that saves to files by itself: no pyplot, so the user's plotting back-end and
+    open figures are left alone."""
     try:
-        import matplotlib
+        from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError("plotting needs matplotlib: pip install 'fastmi[bench]' or matplotlib") from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    return Figure(**kwargs)

@@ -11,12 +11,12 @@ def _scaled_sq_dists(x, bandwidth, factor):
     return factor * torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
-def kde_mi(a, b, bandwidth_a, bandwidth_b, bound="kl", loo=False):
-    """KDE MI in nats (DESIGN.md, estimator 1), differentiable in float64.
+def kde_mi_dense(a, b, bandwidth_a, bandwidth_b, divergence="kl", loo=False):
+    """KDE MI in nats (docs/design.md, "The KDE estimator"), differentiable in float64.
 
-    bandwidth_*: a float or a per-column tensor; bound: "kl" (2 sigma^2) or "bhattacharyya" (8 sigma^2).
+    bandwidth_*: a float or a per-column tensor; divergence: "kl" (2 sigma^2) or "bhattacharyya" (8 sigma^2).
     """
-    factor = {"kl": 0.5, "bhattacharyya": 0.125}[bound]
+    factor = {"kl": 0.5, "bhattacharyya": 0.125}[divergence]
     a = a.reshape(a.shape[0], -1)
     b = b.reshape(b.shape[0], -1)
     n = a.shape[0]
@@ -39,13 +39,13 @@ def gaussian_mi(cov, da):
     return float(-0.5 * (logdet(cov) - logdet(cov[:da, :da]) - logdet(cov[da:, da:])))
 
 
-def _plug_in_entropy(symbols):
+def plug_in_entropy(symbols):
     _, counts = np.unique(symbols, axis=0, return_counts=True)
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
 
 
-def _bin_layer(x, bins, value_range):
+def bin_layer(x, bins, value_range):
     """Equal-width bins over the layer's range in x's own float dtype (as fastmi bins them)."""
     x = np.asarray(x)
     if not np.issubdtype(x.dtype, np.floating):
@@ -57,14 +57,14 @@ def _bin_layer(x, bins, value_range):
     return np.clip(np.floor((x.astype(work) - work(lo)) * scale), 0, bins - 1).astype(np.int64)
 
 
-def binned_mi(a, b, bins, value_range=None):
+def binned_mi_unique(a, b, bins, value_range=None):
     """Plug-in MI (nats) of the rows' bin patterns: H(A) + H(B) - H(A, B), exact (numpy unique rows)."""
-    sa = _bin_layer(a.reshape(len(a), -1), bins, value_range)
-    sb = _bin_layer(b.reshape(len(b), -1), bins, value_range)
-    return _plug_in_entropy(sa) + _plug_in_entropy(sb) - _plug_in_entropy(np.concatenate([sa, sb], 1))
+    sa = bin_layer(a.reshape(len(a), -1), bins, value_range)
+    sb = bin_layer(b.reshape(len(b), -1), bins, value_range)
+    return plug_in_entropy(sa) + plug_in_entropy(sb) - plug_in_entropy(np.concatenate([sa, sb], 1))
 
 
-def unit_mi(a, b, bins):
+def unit_mi_histogram2d(a, b, bins):
     """Plug-in MI (nats) of every unit pair's bins x bins histogram (numpy histogram2d per pair, float64)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     out = np.zeros((a.shape[1], b.shape[1]))
@@ -84,7 +84,7 @@ def _edges(x, bins):
     return np.linspace(lo, hi, bins + 1) if hi > lo else np.linspace(lo - 0.5, lo + 0.5, bins + 1)
 
 
-def ksg_mi(a, b, k=3):
+def ksg_mi_dense(a, b, k=3):
     """KSG MI (algorithm 1, max-norm) in nats, dense float64: Kraskov et al. 2004, eq. 8."""
     a = torch.as_tensor(a, dtype=torch.float64).reshape(len(a), -1)
     b = torch.as_tensor(b, dtype=torch.float64).reshape(len(b), -1)

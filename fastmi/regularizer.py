@@ -1,11 +1,14 @@
 """fastmi.Regularizer: an MI term between successive layers of a model, for the training loss."""
+import inspect
+
 import torch
 from torch import nn
 
-from .api import layer_mi
+from .api import layer_mi, make_estimator
+from .estimators import ESTIMATORS
+from .inputs import choice
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-DIFFERENTIABLE_ESTIMATORS = ("kde", "unit")  # "unit" with soft=True only
 
 
 class Regularizer:
@@ -34,9 +37,10 @@ class Regularizer:
 
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
                  every=1, seed=0, **estimator_kwargs):
-        if estimator not in DIFFERENTIABLE_ESTIMATORS or (estimator == "unit" and not estimator_kwargs.get("soft")):
+        options = {k: v for k, v in estimator_kwargs.items() if k not in inspect.signature(layer_mi).parameters}
+        if not make_estimator(choice(estimator, "estimator", tuple(ESTIMATORS)), options).differentiable:
             raise ValueError("the Regularizer needs a differentiable estimator: 'kde', or 'unit' with soft=True; "
-                             f"got estimator={estimator!r}")
+                             f"got estimator={estimator!r} with {options}")
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
         if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 2):

@@ -1,4 +1,4 @@
-"""Triton kernels of the histogram estimators (API: fastmi/binned.py).
+"""Triton kernels of the histogram estimators (API: fastmi/estimators/binned.py and unit.py).
 
 _bin_hash_kernel: bin every unit and hash each row's bin pattern in one pass (layer-binned MI).
 _unit_mi_kernel: the MI of every unit pair; codes are made on the fly from a and b, the K x K joint
@@ -17,11 +17,15 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import FLOATS, check_matrix, check_same_rows, launch, wide
+
 
 @triton.jit
 def _bin_hash_kernel(X, R, H, N, D, stride, lo, scale, K, DISCRETE: tl.constexpr,
-                     BM: tl.constexpr, BF: tl.constexpr):
+                     BM: tl.constexpr, BF: tl.constexpr, WIDE: tl.constexpr):
     rows = tl.program_id(0) * BM + tl.arange(0, BM)
+    if WIDE:
+        rows = rows.to(tl.int64)
     h = tl.zeros((BM,), dtype=tl.int64)
     for k in range(0, D, BF):
         f = k + tl.arange(0, BF)
@@ -37,17 +41,20 @@ def _bin_hash_kernel(X, R, H, N, D, stride, lo, scale, K, DISCRETE: tl.constexpr
     tl.store(H + rows, h, mask=rows < N)
 
 
-def bin_hash(x, column_keys, lo, scale, bins, discrete):
+SYMBOLS = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def bin_hash(x, column_keys, lo, scale, bins, discrete, wide_offsets=None):
     """int64 hash (N,) of each row's bin pattern; lo, scale: Python floats (rounded to fp32 here)."""
-    assert x.dim() == 2 and x.is_contiguous(), x.shape
-    assert column_keys.shape == (x.shape[1],) and column_keys.dtype == torch.int64
-    assert discrete or x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
+    check_matrix(x, "x", SYMBOLS if discrete else FLOATS)
+    if column_keys.shape != (x.shape[1],) or column_keys.dtype != torch.int64:
+        raise ValueError(f"column_keys must be int64 of shape ({x.shape[1]},), got {tuple(column_keys.shape)}")
+    check_same_rows(("x", x))
     n, d = x.shape
-    assert n * d < 2**31, "int32 offsets"
     out = torch.empty(n, dtype=torch.int64, device=x.device)
     bm, bf = 64, max(16, min(64, triton.next_power_of_2(d)))
-    _bin_hash_kernel[(triton.cdiv(n, bm),)](x, column_keys, out, n, d, x.stride(0), float(lo),
-                                            float(scale), bins, DISCRETE=discrete, BM=bm, BF=bf)
+    launch(_bin_hash_kernel, (triton.cdiv(n, bm),), x, column_keys, out, n, d, x.stride(0), float(lo), float(scale),
+           bins, DISCRETE=discrete, BM=bm, BF=bf, WIDE=wide(x) if wide_offsets is None else wide_offsets)
     return out
 
 
@@ -83,12 +90,14 @@ def _plogp(p):
 @triton.jit
 def _unit_mi_kernel(A, B, LO_A, SC_A, LO_B, SC_B, OUT, N, DA, DB, stride_a, stride_b, inv_n, K,
                     SOFT: tl.constexpr, BP: tl.constexpr, BQ: tl.constexpr, KP: tl.constexpr,
-                    BR: tl.constexpr, CODE_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr):
+                    BR: tl.constexpr, CODE_DTYPE: tl.constexpr, ACC_DTYPE: tl.constexpr, WIDE: tl.constexpr):
     p = tl.program_id(0) * BP + tl.arange(0, BP)
     q = tl.program_id(1) * BQ + tl.arange(0, BQ)
     acc = tl.zeros((BP * KP, BQ * KP), dtype=ACC_DTYPE)
     for start in range(0, N, BR):
         rows = start + tl.arange(0, BR)
+        if WIDE:
+            rows = rows.to(tl.int64)
         ca = _unit_codes(A, LO_A, SC_A, rows, p, N, DA, stride_a, K, SOFT, BR, BP, KP, CODE_DTYPE)
         cb = _unit_codes(B, LO_B, SC_B, rows, q, N, DB, stride_b, K, SOFT, BR, BQ, KP, CODE_DTYPE)
         acc = tl.dot(tl.trans(ca), cb, acc)
@@ -101,20 +110,37 @@ def _unit_mi_kernel(A, B, LO_A, SC_A, LO_B, SC_B, OUT, N, DA, DB, stride_a, stri
     tl.store(OUT + p[:, None] * DB + q[None, :], h_joint - h_a - h_b, mask=mask)
 
 
-def unit_mi(a, b, lo_a, scale_a, lo_b, scale_b, bins, soft):
+MAX_BINS = 128  # one unit's bins must fit one tile
+
+
+def unit_pair_mi(a, b, lo_a, scale_a, lo_b, scale_b, bins, soft, wide_offsets=None):
     """(Da, Db) float32 plug-in MI of every unit pair; lo/scale: per-column float32 bin constants."""
-    assert a.dim() == 2 and b.dim() == 2 and a.shape[0] == b.shape[0] and a.is_contiguous() and b.is_contiguous()
-    assert 2 <= bins <= 128, "one unit's bins must fit one tile"
+    check_matrix(a, "a")
+    check_matrix(b, "b")
+    check_same_rows(("a", a), ("b", b))
+    if not 2 <= bins <= MAX_BINS:
+        raise ValueError(f"the fused unit_mi kernel takes 2 <= bins <= {MAX_BINS}, got {bins}")
     n, da = a.shape
     db = b.shape[1]
-    assert n * max(da, db) < 2**31, "int32 offsets"
     kp = max(2, triton.next_power_of_2(bins))
     bu = max(1, 128 // kp)
     out = torch.empty((da, db), dtype=torch.float32, device=a.device)
     # hard counts: int8 codes, int32 accumulation (exact); soft: fp16 codes, fp32 accumulation
     code_dtype, acc_dtype = (tl.float16, tl.float32) if soft else (tl.int8, tl.int32)
     grid = (triton.cdiv(da, bu), triton.cdiv(db, bu))
-    _unit_mi_kernel[grid](a, b, lo_a, scale_a, lo_b, scale_b, out, n, da, db, a.stride(0), b.stride(0),
-                          1.0 / n, bins, SOFT=soft, BP=bu, BQ=bu, KP=kp, BR=64, CODE_DTYPE=code_dtype,
-                          ACC_DTYPE=acc_dtype, num_warps=8)
+    launch(_unit_mi_kernel, grid, a, b, lo_a, scale_a, lo_b, scale_b, out, n, da, db, a.stride(0), b.stride(0),
+           1.0 / n, bins, SOFT=soft, BP=bu, BQ=bu, KP=kp, BR=64, CODE_DTYPE=code_dtype, ACC_DTYPE=acc_dtype,
+           WIDE=wide(a, b) if wide_offsets is None else wide_offsets, num_warps=8)
     return out
+
+
+def compile_examples():
+    """Launches on small CPU tensors that select every variant the launchers use (for compile_check)."""
+    a, b = torch.randn(300, 7), torch.randn(300, 9)
+    keys = torch.ones(7, dtype=torch.int64)
+    ranges = (torch.zeros(7), torch.ones(7), torch.zeros(9), torch.ones(9))
+    for wide_offsets in (False, True):
+        bin_hash(a, keys, 0.0, 1.0, 30, False, wide_offsets)
+        unit_pair_mi(a, b, *ranges, 16, False, wide_offsets)
+    bin_hash(torch.ones(300, 7, dtype=torch.int64), keys, 0.0, 1.0, 30, True)
+    unit_pair_mi(a, b, *ranges, 16, True)

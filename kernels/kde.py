@@ -1,20 +1,32 @@
-"""Triton kernels of the pairwise Gaussian-KDE MI estimator (autograd and API: fastmi/kde.py).
+"""Triton kernels of the pairwise Gaussian-KDE MI estimator (autograd and API: fastmi/estimators/kde.py;
+the math: docs/design.md, "The KDE estimator").
 
-Both kernels take inputs that fastmi.kde has already centred and scaled so that the Gaussian kernel
+Both kernels take inputs that fastmi.estimators.kde has already centred and scaled so that the Gaussian kernel
 of a pair is exp2(-||x_i - x_j||^2) (bandwidth, bound and log2(e) folded into the scale). They work
 on (BM x BN) tiles of pairs built from Gram tiles, never on an N x N buffer:
 
     d_ij = |x_i|^2 + |x_j|^2 - 2 x_i.x_j  (clamped at 0, diagonal forced to 0)
 
 Forward, per row i and column split:   L_i = ln sum_j exp2(-d_ij)   for x, y and the joint (d^x + d^y).
-Backward, per row k:  G_k = sum_j S_kj (x_k - x_j)   with S = W + W^T, W = P^x - P^joint (DESIGN.md).
+Backward, per row k:  G_k = sum_j S_kj (x_k - x_j)   with S = W + W^T, W = P^x - P^joint.
 """
 import torch
 import triton
 import triton.language as tl
 
+from .launch import check_matrix, check_same_rows, launch, wide
+
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
+
+
+@triton.jit
+def _indices(start, size: tl.constexpr, WIDE: tl.constexpr):
+    """start + arange(size), in int64 when offsets can pass 2^31 - 1 (WIDE)."""
+    idx = start + tl.arange(0, size)
+    if WIDE:
+        idx = idx.to(tl.int64)
+    return idx
 
 
 @triton.jit
@@ -72,11 +84,11 @@ def _online_log2_sum(m, s, t):
 @triton.jit
 def _kde_fwd_kernel(X, Y, NX, NY, L, N, row_start, row_stop, DX, DY, stride_x, stride_y, cols_per_split,
                     LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    BKX: tl.constexpr, BKY: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                    BKX: tl.constexpr, BKY: tl.constexpr, DOT_PRECISION: tl.constexpr, WIDE: tl.constexpr):
     pid_m = tl.program_id(0)
     split = tl.program_id(1)
     n_splits = tl.num_programs(1)
-    rows = row_start + pid_m * BM + tl.arange(0, BM)
+    rows = _indices(row_start + pid_m * BM, BM, WIDE)
     # Without LOO every exponent is <= 0 and the diagonal gives exactly 0: the row max is 0, so
     # plain sums in [1, N] need no rescaling and the joint term is exp2(tx) * exp2(ty) (2 exps/pair).
     mx = tl.zeros((BM,), dtype=tl.float32)
@@ -91,7 +103,7 @@ def _kde_fwd_kernel(X, Y, NX, NY, L, N, row_start, row_stop, DX, DY, stride_x, s
     sj = tl.zeros((BM,), dtype=tl.float32)
     col_lo = split * cols_per_split
     for start in range(col_lo, col_lo + cols_per_split, BN):
-        cols = start + tl.arange(0, BN)
+        cols = _indices(start, BN, WIDE)
         tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
                                     BM, BN, BKX, BKY, DOT_PRECISION)
         if LOO:
@@ -116,7 +128,7 @@ def _kde_fwd_kernel(X, Y, NX, NY, L, N, row_start, row_stop, DX, DY, stride_x, s
 def _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO: tl.constexpr):
     """S^x_kj and S^y_kj of one tile from exponents t and base-2 log-sums l (rows i, columns j).
 
-    S^x_kj = P^x_kj + P^x_jk - P^J_kj - P^J_jk with P^x_kj = exp2(t_kj - l^x_k) (DESIGN.md, backward).
+    S^x_kj = P^x_kj + P^x_jk - P^J_kj - P^J_jk with P^x_kj = exp2(t_kj - l^x_k).
     Without LOO l >= 0, so exp2(t) * (exp2(-l_k) + exp2(-l_j)) cannot overflow: 2 exps per pair.
     """
     if LOO:
@@ -154,11 +166,11 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, row_start, row_stop, DX, DY, str
                     cols_per_split,
                     LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
                     BKX: tl.constexpr, BKY: tl.constexpr, BF: tl.constexpr,
-                    DOT_PRECISION: tl.constexpr):
+                    DOT_PRECISION: tl.constexpr, WIDE: tl.constexpr):
     pid_m = tl.program_id(0)
     split = tl.program_id(1)
     chunk = tl.program_id(2)
-    rows = row_start + pid_m * BM + tl.arange(0, BM)
+    rows = _indices(row_start + pid_m * BM, BM, WIDE)
     feats = chunk * BF + tl.arange(0, BF)
     lx_i, ly_i, lj_i = _log2_sums(L, rows, N)
     acc_x = tl.zeros((BM, BF), dtype=tl.float32)
@@ -167,7 +179,7 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, row_start, row_stop, DX, DY, str
     rowsum_y = tl.zeros((BM,), dtype=tl.float32)
     col_lo = split * cols_per_split
     for start in range(col_lo, col_lo + cols_per_split, BN):
-        cols = start + tl.arange(0, BN)
+        cols = _indices(start, BN, WIDE)
         tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
                                     BM, BN, BKX, BKY, DOT_PRECISION)
         lx_j, ly_j, lj_j = _log2_sums(L, cols, N)
@@ -177,15 +189,16 @@ def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, row_start, row_stop, DX, DY, str
         acc_x = _weighted_diff_tile(acc_x, w_x, X, rows, cols, feats, N, DX, stride_x, DOT_PRECISION)
         acc_y = _weighted_diff_tile(acc_y, w_y, Y, rows, cols, feats, N, DY, stride_y, DOT_PRECISION)
     n_out = row_stop - row_start
+    if WIDE:
+        split = split.to(tl.int64)
     _store_grad(GX + split * n_out * DX, acc_x, rowsum_x, X, rows, row_start, row_stop, feats, DX, stride_x)
     _store_grad(GY + split * n_out * DY, acc_y, rowsum_y, Y, rows, row_start, row_stop, feats, DY, stride_y)
 
 
 # ----------------------------------------------------------------------------------- launchers
 
-def _is_interpreting():
-    import os
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+FWD = dict(BM=64, BN=64, num_warps=4)
+BWD = dict(BM=64, BN=64, BF=64, num_warps=4)
 
 
 def _feature_block(d):
@@ -199,18 +212,19 @@ def _dot_precision(dtype):
 
 def _row_range(rows, n):
     start, stop = rows or (0, n)
-    assert 0 <= start < stop <= n, (rows, n)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"rows must be a range (start, stop) with 0 <= start < stop <= {n}, got {rows}")
     return start, stop
 
 
-def _column_splits(n, n_rows, bm, bn, splits):
+def _column_splits(n, n_rows, bm, bn, splits, device):
     """Columns per split (a multiple of BN) and the split count: enough programs to fill the GPU."""
     col_blocks = triton.cdiv(n, bn)
     if splits is None:
-        if _is_interpreting():
+        if device.type != "cuda":  # the interpreter: one program at a time anyway
             splits = 1
         else:
-            sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+            sms = torch.cuda.get_device_properties(device).multi_processor_count
             splits = triton.cdiv(2 * sms, triton.cdiv(n_rows, bm))
     splits = max(1, min(int(splits), col_blocks))
     cols_per_split = triton.cdiv(col_blocks, splits) * bn
@@ -218,13 +232,9 @@ def _column_splits(n, n_rows, bm, bn, splits):
 
 
 def _check_operands(x, y):
-    assert x.dim() == 2 and y.dim() == 2 and x.shape[0] == y.shape[0], (x.shape, y.shape)
-    if x.numel() >= 2**31 or y.numel() >= 2**31:  # the kernels index with int32 offsets
-        raise ValueError(f"the Triton kernels take at most 2^31 - 1 elements per input, got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}; use backend='torch' or fewer samples")
-    assert x.is_contiguous() and y.is_contiguous(), "kernels index rows with stride(0), columns with 1"
-    assert x.dtype == y.dtype and x.dtype in (torch.float32, torch.float16, torch.bfloat16), x.dtype
-    assert x.device == y.device
+    check_matrix(x, "x")
+    check_matrix(y, "y", (x.dtype,))
+    check_same_rows(("x", x), ("y", y))
 
 
 def _sq_norms(x):
@@ -232,44 +242,51 @@ def _sq_norms(x):
     return x.float().square().sum(1).contiguous()
 
 
-FWD_BLOCKS = dict(BM=64, BN=64)
-BWD_BLOCKS = dict(BM=64, BN=64, BF=64)
+def _meta(x, y):
+    return dict(BKX=_feature_block(x.shape[1]), BKY=_feature_block(y.shape[1]), DOT_PRECISION=_dot_precision(x.dtype))
 
 
-def kde_forward(x, y, loo, splits=None, rows=None):
+def log_sums(x, y, loo, rows=None, splits=None, wide_offsets=None):
     """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all) against every
-    column: float32 tensor (3, stop - start)."""
+    column: float32 tensor (3, stop - start). wide_offsets: int64 offsets (default: where needed)."""
     _check_operands(x, y)
-    n, dx = x.shape
-    dy = y.shape[1]
+    n = x.shape[0]
     start, stop = _row_range(rows, n)
-    bm, bn = FWD_BLOCKS["BM"], FWD_BLOCKS["BN"]
-    cols_per_split, n_splits = _column_splits(n, stop - start, bm, bn, splits)
+    cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
     partial = torch.empty((3, n_splits, stop - start), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(stop - start, bm), n_splits)
-    _kde_fwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), partial, n, start, stop, dx, dy,
-                          x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
-                          BKX=_feature_block(dx), BKY=_feature_block(dy),
-                          DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
+    grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
+    wide_offsets = wide(x, y, partial) if wide_offsets is None else wide_offsets
+    launch(_kde_fwd_kernel, grid, x, y, _sq_norms(x), _sq_norms(y), partial, n, start, stop, x.shape[1],
+           y.shape[1], x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **FWD, **_meta(x, y))
     return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
 
 
-def kde_backward(x, y, log_sums, loo, splits=None, rows=None):
+def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
     """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32) of rows start:stop (default all), before
-    the 2 ln2 / N factor; log_sums: (3, N), every row's."""
+    the 2 ln2 / N factor; sums: (3, N) float32 log-sums, every row's."""
     _check_operands(x, y)
     n, dx = x.shape
     dy = y.shape[1]
     start, stop = _row_range(rows, n)
-    assert log_sums.shape == (3, n) and log_sums.dtype == torch.float32
-    bm, bn, bf = BWD_BLOCKS["BM"], BWD_BLOCKS["BN"], BWD_BLOCKS["BF"]
-    cols_per_split, n_splits = _column_splits(n, stop - start, bm, bn, splits)
-    assert n_splits * n * max(dx, dy) < 2**31, "partial gradients would overflow int32 offsets"
+    if sums.shape != (3, n) or sums.dtype != torch.float32:
+        raise ValueError(f"sums must be the (3, {n}) float32 log-sums of every row, got {tuple(sums.shape)} {sums.dtype}")
+    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], BWD["BN"], splits, x.device)
     gx = torch.empty((n_splits, stop - start, dx), device=x.device, dtype=torch.float32)
     gy = torch.empty((n_splits, stop - start, dy), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(stop - start, bm), n_splits, triton.cdiv(max(dx, dy), bf))
-    _kde_bwd_kernel[grid](x, y, _sq_norms(x), _sq_norms(y), log_sums.contiguous(), gx, gy, n, start, stop,
-                          dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, BM=bm, BN=bn,
-                          BKX=_feature_block(dx), BKY=_feature_block(dy), BF=bf,
-                          DOT_PRECISION=_dot_precision(x.dtype), num_warps=4)
+    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), BWD["BF"]))
+    wide_offsets = wide(x, y, gx, gy) if wide_offsets is None else wide_offsets
+    launch(_kde_bwd_kernel, grid, x, y, _sq_norms(x), _sq_norms(y), sums.contiguous(), gx, gy, n, start, stop,
+           dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **BWD, **_meta(x, y))
     return gx.sum(0), gy.sum(0)
+
+
+def compile_examples():
+    """Launches on small CPU tensors that select every variant the launchers use (for compile_check)."""
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        x, y = torch.randn(300, 70).to(dtype), torch.randn(300, 5).to(dtype)
+        for loo in (False, True):
+            log_sums(x, y, loo, splits=2)
+            pair_grads(x, y, torch.zeros(3, 300), loo, splits=2)
+    x, y = torch.randn(300, 70), torch.randn(300, 5)
+    log_sums(x, y, False, splits=2, wide_offsets=True)
+    pair_grads(x, y, torch.zeros(3, 300), False, splits=2, wide_offsets=True)

@@ -1,4 +1,4 @@
-"""Triton kernels of the KSG estimator (API and the math: fastmi/ksg.py).
+"""Triton kernels of the KSG estimator (API and the math: fastmi/estimators/ksg.py).
 
 Rows arrive in k-d order with per-tile bounding boxes; one program owns one row tile and walks every
 column tile, starting at its own (the nearest), skipping a tile whose box gap (max-norm, a true lower
@@ -15,6 +15,8 @@ register footprint does not grow with D; no N x N buffer, no atomics.
 import torch
 import triton
 import triton.language as tl
+
+from .launch import check_matrix, check_same_rows, launch
 
 
 @triton.jit
@@ -93,25 +95,38 @@ def _count_kernel(XT, YT, LOX, HIX, LOY, HIY, EPS, NA, NB, N, DA, DB, TILES,
     tl.store(NB + rows, nb, mask=rows < N)
 
 
-def ksg_counts(x, y, k, tile, boxes):
+def neighbour_counts(x, y, k, tile, boxes):
     """(eps, n_a, n_b) of k-d-ordered float32 x (N, Da), y (N, Db) whose `tile`-row tiles are the leaves;
     boxes: (lo_x, hi_x, lo_y, hi_y), each (tiles, D), every tile's min and max per column."""
+    check_matrix(x, "x", (torch.float32,))
+    check_matrix(y, "y", (torch.float32,))
+    check_same_rows(("x", x), ("y", y))
     n = x.shape[0]
-    assert x.dtype == y.dtype == torch.float32 and y.shape[0] == n, (x.shape, x.dtype, y.shape, y.dtype)
-    assert 0 < k < n and tile & (tile - 1) == 0, (k, n, tile)
-    if x.numel() >= 2**31 or y.numel() >= 2**31:  # the kernels index with int32 offsets
+    if not (0 < k < n and tile > 0 and tile & (tile - 1) == 0):
+        raise ValueError(f"need 0 < k < N and a power-of-two tile, got k = {k}, N = {n}, tile = {tile}")
+    if x.numel() >= 2**31 or y.numel() >= 2**31:  # transposed copies are indexed f * N + row in int32
         raise ValueError(f"the Triton KSG kernels take at most 2^31 - 1 elements per input, got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}; use backend='torch' or fewer samples")
     xt, yt = x.t().contiguous(), y.t().contiguous()
     lo_x, hi_x, lo_y, hi_y = (v.contiguous() for v in boxes)
     tiles = lo_x.shape[0]
-    assert tiles == -(-n // tile) and lo_x.shape[1] == x.shape[1] and lo_y.shape[1] == y.shape[1], boxes
+    if tiles != triton.cdiv(n, tile) or lo_x.shape[1] != x.shape[1] or lo_y.shape[1] != y.shape[1]:
+        raise ValueError(f"boxes must be ({triton.cdiv(n, tile)}, D) per space, got {[tuple(v.shape) for v in boxes]}")
     eps = torch.empty(n, dtype=torch.float32, device=x.device)
     na = torch.empty(n, dtype=torch.int32, device=x.device)
     nb = torch.empty_like(na)
     operands = (xt, yt, lo_x, hi_x, lo_y, hi_y)
     widths = dict(DAP=triton.next_power_of_2(x.shape[1]), DBP=triton.next_power_of_2(y.shape[1]))
-    _eps_kernel[(tiles,)](*operands, eps, n, x.shape[1], y.shape[1], tiles, k, BM=tile,
-                          KP=max(2, triton.next_power_of_2(k)), **widths)
-    _count_kernel[(tiles,)](*operands, eps, na, nb, n, x.shape[1], y.shape[1], tiles, BM=tile, **widths)
+    launch(_eps_kernel, (tiles,), *operands, eps, n, x.shape[1], y.shape[1], tiles, k, BM=tile,
+           KP=max(2, triton.next_power_of_2(k)), **widths)
+    launch(_count_kernel, (tiles,), *operands, eps, na, nb, n, x.shape[1], y.shape[1], tiles, BM=tile, **widths)
     return eps, na, nb
+
+
+def compile_examples(n=300, da=3, db=9, tile=64):
+    """Launches on small CPU tensors that select every variant the launcher uses (for compile_check);
+    the data need not be in k-d order to compile."""
+    x, y = torch.randn(n, da), torch.randn(n, db)
+    tiles = triton.cdiv(n, tile)
+    boxes = [v[:tiles].contiguous() for v in (x, x, y, y)]
+    neighbour_counts(x, y, 3, tile, boxes)

@@ -1,11 +1,21 @@
-# Must run before anything imports triton: the Triton kernels run in the interpreter on CPU.
-# (On a CUDA machine, TRITON_INTERPRET=0 pytest runs them compiled.)
+# Must run before anything imports triton: by default the Triton kernels run in the interpreter (on CPU
+# tensors). The tests marked `gpu` need compiled kernels on a CUDA GPU: TRITON_INTERPRET=0 pytest -m gpu
+# tests (bench/gpu_check.sh); elsewhere they are skipped, with that reason.
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
+import torch  # noqa: E402  (importing torch does not import triton)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available() and os.environ["TRITON_INTERPRET"] == "0":
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU and compiled kernels: TRITON_INTERPRET=0 pytest -m gpu tests")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -6,59 +6,30 @@ import pytest
 import torch
 
 import fastmi
-from fastmi import bandwidth, kde_cpu, reference
+from fastmi import bandwidth, kernels, reference
+from fastmi.estimators import kde_torch
+from helpers import TOL, kde_reference, relative_error, shifted_pair
 
-# (value atol, gradient tolerance as max |error| / max |reference gradient|), per input dtype
-TOL = {
-    torch.float64: (1e-10, 1e-9),
-    torch.float32: (2e-5, 2e-5),
-    torch.float16: (5e-3, 1e-2),
-    torch.bfloat16: (1e-2, 2e-2),
-}
 # (backend, dtype). The Triton interpreter gets bf16 arithmetic wrong, so on CPU the triton back-end
-# runs bf16 inputs as float32 operands (bench/gpu_check.sh checks real bf16 kernels on a GPU).
+# runs bf16 inputs as float32 operands (tests/test_gpu.py checks real bf16 kernels on a GPU).
 CASES = [("torch", torch.float64), ("torch", torch.float32), ("torch", torch.bfloat16),
          ("triton", torch.float32), ("triton", torch.float16), ("triton", torch.bfloat16)]
 # N = 2; D = 1; N not a multiple of the 64-row block; Da != Db; D = 70 > one 64-wide feature block
 SHAPES = [(2, 1, 1), (64, 1, 3), (131, 8, 5), (257, 70, 20)]
 
 
-def dependent_pair(n, da, db, gen, dtype):
-    a = torch.randn(n, da, generator=gen, dtype=torch.float64)
-    b = torch.randn(n, db, generator=gen, dtype=torch.float64)
-    k = min(da, db)
-    b[:, :k] += 1.5 * a[:, :k]
-    return a.to(dtype), b.to(dtype)
-
-
-def reference_mi(a, b, sigma="median", bound="kl", loo=False):
-    """float64 reference on the very same (rounded) inputs, with the bandwidths layer_mi uses."""
-    a64 = a.detach().double().requires_grad_()
-    b64 = b.detach().double().requires_grad_()
-    sa, sb = bandwidth.split_sigma(sigma)
-    joint = a.shape[1] + b.shape[1]
-    value = reference.kde_mi(a64, b64, bandwidth.column_bandwidths(a64, sa, joint),
-                             bandwidth.column_bandwidths(b64, sb, joint), bound, loo)
-    ga, gb = torch.autograd.grad(value, (a64, b64))
-    return float(value), ga, gb
-
-
-def relative_error(g, ref):
-    return float((g.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-300))
-
-
 @pytest.mark.parametrize("backend,dtype", CASES)
 @pytest.mark.parametrize("n,da,db", SHAPES)
 @pytest.mark.parametrize("loo", [False, True])
 def test_value_and_gradient_match_reference(backend, dtype, n, da, db, loo, gen):
-    a, b = dependent_pair(n, da, db, gen, dtype)
+    a, b = shifted_pair(n, da, db, gen, dtype)
     a.requires_grad_()
     b.requires_grad_()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # N = 2 saturates by construction
         value = fastmi.layer_mi(a, b, loo=loo, backend=backend)
     ga, gb = torch.autograd.grad(value, (a, b))
-    ref, ref_ga, ref_gb = reference_mi(a, b, loo=loo)
+    ref, ref_ga, ref_gb = kde_reference(a, b, loo=loo)
     atol, gtol = TOL[dtype]
     assert abs(float(value) - ref) <= atol + 1e-5 * abs(ref)
     assert ga.dtype == dtype and gb.dtype == dtype
@@ -68,39 +39,38 @@ def test_value_and_gradient_match_reference(backend, dtype, n, da, db, loo, gen)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("bound", ["kl", "bhattacharyya"])
+@pytest.mark.parametrize("divergence", ["kl", "bhattacharyya"])
 @pytest.mark.parametrize("sigma", [0.7, (0.5, 2.0), "silverman", "scott", ("median", 1.3)])
-def test_bandwidths_and_bounds_match_reference(backend, bound, sigma, gen):
-    a, b = dependent_pair(150, 3, 4, gen, torch.float32)
-    value = fastmi.layer_mi(a, b, sigma=sigma, bound=bound, backend=backend)
-    ref, _, _ = reference_mi(a, b, sigma, bound)
+def test_bandwidths_and_divergences_match_reference(backend, divergence, sigma, gen):
+    a, b = shifted_pair(150, 3, 4, gen, torch.float32)
+    value = fastmi.layer_mi(a, b, sigma=sigma, divergence=divergence, backend=backend)
+    ref, _, _ = kde_reference(a, b, sigma, divergence)
     assert abs(float(value) - ref) <= 2e-5
 
 
 @pytest.mark.parametrize("loo", [False, True])
-@pytest.mark.parametrize("bound", ["kl", "bhattacharyya"])
-def test_gradcheck_float64_torch_path(loo, bound, gen):
-    a, b = dependent_pair(12, 3, 2, gen, torch.float64)
+@pytest.mark.parametrize("divergence", ["kl", "bhattacharyya"])
+def test_gradcheck_float64_torch_path(loo, divergence, gen):
+    a, b = shifted_pair(12, 3, 2, gen, torch.float64)
     a.requires_grad_()
     b.requires_grad_()
 
     def mi(x, y):
-        return fastmi.layer_mi(x, y, sigma=(0.8, 1.1), bound=bound, loo=loo, backend="torch")
+        return fastmi.layer_mi(x, y, sigma=(0.8, 1.1), divergence=divergence, loo=loo, backend="torch")
     assert torch.autograd.gradcheck(mi, (a, b))
 
 
 @pytest.mark.parametrize("splits", [2, 3, 5])
 @pytest.mark.parametrize("loo", [False, True])
 def test_triton_column_splits_agree_with_one_split(splits, loo, gen):
-    from fastmi.kernels import kde as kernels
     x = torch.randn(300, 24, generator=gen)
     y = torch.randn(300, 9, generator=gen)
-    one = kernels.kde_forward(x, y, loo, splits=1)
-    many = kernels.kde_forward(x, y, loo, splits=splits)
+    one = kernels.kde.log_sums(x, y, loo, splits=1)
+    many = kernels.kde.log_sums(x, y, loo, splits=splits)
     torch.testing.assert_close(many, one, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(many, kde_cpu.forward(x, y, loo), atol=1e-5, rtol=1e-5)
-    gx1, gy1 = kernels.kde_backward(x, y, one, loo, splits=1)
-    gxs, gys = kernels.kde_backward(x, y, one, loo, splits=splits)
+    torch.testing.assert_close(many, kde_torch.log_sums(x, y, loo), atol=1e-5, rtol=1e-5)
+    gx1, gy1 = kernels.kde.pair_grads(x, y, one, loo, splits=1)
+    gxs, gys = kernels.kde.pair_grads(x, y, one, loo, splits=splits)
     torch.testing.assert_close(gxs, gx1, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(gys, gy1, atol=1e-5, rtol=1e-4)
 
@@ -132,7 +102,7 @@ def test_far_apart_points_give_ln_n_and_warn(backend):
 
 
 def test_no_saturation_warning_for_a_sensible_bandwidth(gen):
-    a, b = dependent_pair(200, 4, 4, gen, torch.float32)
+    a, b = shifted_pair(200, 4, 4, gen, torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fastmi.layer_mi(a, b)
@@ -152,27 +122,27 @@ def test_non_contiguous_inputs(gen):
 
 
 def test_bits_are_nats_over_ln2(gen):
-    a, b = dependent_pair(100, 2, 2, gen, torch.float32)
+    a, b = shifted_pair(100, 2, 2, gen, torch.float32)
     nats = float(fastmi.layer_mi(a, b))
     assert float(fastmi.layer_mi(a, b, units="bits")) == pytest.approx(nats / math.log(2), rel=1e-6)
 
 
 def test_mixed_dtypes_promote(gen):
-    a, b = dependent_pair(100, 2, 2, gen, torch.float64)
+    a, b = shifted_pair(100, 2, 2, gen, torch.float64)
     value = fastmi.layer_mi(a, b.float())
     assert value.dtype == torch.float64
-    assert float(value) == pytest.approx(reference_mi(a, b.float())[0], abs=1e-6)
+    assert float(value) == pytest.approx(kde_reference(a, b.float())[0], abs=1e-6)
 
 
 def test_bandwidth_is_detached(gen):
     """The rule's bandwidth gets no gradient: layer_mi's gradient is that of a fixed-bandwidth KDE."""
-    a, b = dependent_pair(80, 3, 3, gen, torch.float64)
+    a, b = shifted_pair(80, 3, 3, gen, torch.float64)
     a.requires_grad_()
     ga, = torch.autograd.grad(fastmi.layer_mi(a, b, sigma="median"), a)
     joint = 6
     fixed = (bandwidth.column_bandwidths(a, "median", joint), bandwidth.column_bandwidths(b, "median", joint))
     a2 = a.detach().requires_grad_()
-    ref, = torch.autograd.grad(reference.kde_mi(a2, b, *fixed), a2)
+    ref, = torch.autograd.grad(reference.kde_mi_dense(a2, b, *fixed), a2)
     torch.testing.assert_close(ga, ref, atol=1e-10, rtol=1e-8)
 
 

@@ -61,3 +61,28 @@ def test_information_plane(tmp_path):
         points.append((i_xt, i_ty))
     fastmi.plot_information_plane(points, tmp_path / "plane.png")
     assert (tmp_path / "plane.png").stat().st_size > 1000
+
+
+def test_plots_leave_the_users_matplotlib_backend_alone(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("pdf")
+    model = mlp()
+    reg = fastmi.Regularizer(model)
+    log = fastmi.MILog(reg)
+    model(torch.randn(40, 4))
+    reg()
+    log()
+    log.plot(tmp_path / "mi.png")
+    fastmi.plot_information_plane([([1.0], [0.5]), ([1.2], [0.6])], tmp_path / "plane.png")
+    assert matplotlib.get_backend() == "pdf"
+    assert (tmp_path / "mi.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_information_plane_with_another_estimator():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 2, generator=g)
+    h = x + 0.3 * torch.randn(300, 2, generator=g)
+    labels = x[:, :1] + 0.3 * torch.randn(300, 1, generator=g)
+    i_xt, i_ty = fastmi.information_plane_point(x, [h], labels, estimator="ksg", k=4)
+    assert i_xt == [float(fastmi.layer_mi(x, h, estimator="ksg", k=4))]
+    assert i_ty == [float(fastmi.layer_mi(h, labels, estimator="ksg", k=4))]

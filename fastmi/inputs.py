@@ -1,4 +1,5 @@
-"""Checks shared by every estimator: a clear error for each kind of bad input, never a silent wrong number."""
+"""Checks shared by every estimator: a clear error for each kind of bad input, never a silent wrong number
+(docs/design.md, "Bad input")."""
 import math
 
 import torch
@@ -21,7 +22,9 @@ def as_sample_matrix(x, name, allow_integer=False):
 
 
 def paired_samples(a, b, check_finite=True, allow_integer=False):
-    """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db)."""
+    """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db).
+    Two floating inputs are promoted to their common dtype; integer inputs (allow_integer) stay as
+    they are."""
     shapes = f"a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}" \
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) else ""
     a2, b2 = as_sample_matrix(a, "a", allow_integer), as_sample_matrix(b, "b", allow_integer)
@@ -35,10 +38,24 @@ def paired_samples(a, b, check_finite=True, allow_integer=False):
         for name, x in (("a", a2), ("b", b2)):
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check)")
+    if a2.is_floating_point() and b2.is_floating_point() and a2.dtype != b2.dtype:
+        common = torch.promote_types(a2.dtype, b2.dtype)
+        a2, b2 = a2.to(common), b2.to(common)
     return a2, b2
+
+
+def result_dtype(a, b):
+    """float64 where an input is float64, float32 otherwise (half-precision inputs, symbols)."""
+    return torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
 
 
 def choice(value, name, allowed):
     if value not in allowed:
         raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    return value
+
+
+def check_bool(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
     return value

@@ -1,10 +1,11 @@
-"""Blocked pure-torch back-end of the KDE estimator: the same math as kernels/kde.py, for CPU tensors.
+"""Blocked pure-torch back-end of the KDE estimator: the same math as kernels/kde.py, for CPU tensors,
+float64 on any device, and wherever the Triton kernels do not run (docs/design.md, "Back-ends").
 
 Rows are processed in blocks of B so that memory stays O(B*N + N*D); every function here takes the
 centred, pre-scaled x, y of fastmi.kde (pair kernel exp2(-||x_i - x_j||^2)). Pair terms are
 symmetric, so a row block lo:hi only computes columns lo:N and hands the columns hi:N their share
 (half the distances and exps). Whole rows are walked by the leave-one-out forward (its rows need
-their own max) and when only a range of rows is asked for (`rows`, as in fastmi.distributed).
+their own max) and when only a range of rows is asked for (`rows`, as under torch.distributed).
 
 Subnormal floats are ~100x slower on CPUs, so kernel values below 2^-CUT of the row's largest are set
 to exactly 0 (CUT = 40 in float32: each dropped pair weighs < 1e-12 against a row sum >= 1). All
@@ -56,12 +57,18 @@ def _whole_row_log_sums(tx, ty, loo):
     return torch.stack([ex.sum(1), ey.sum(1), ex.mul_(ey).sum(1)]).log_()
 
 
-def forward(x, y, loo, rows=None):
+def _row_range(rows, n):
+    """(start, stop, whole): the rows asked for, and whether they are all of them."""
+    start, stop = rows or (0, n)
+    return start, stop, (start, stop) == (0, n)
+
+
+def log_sums(x, y, loo, rows=None):
     """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all): tensor (3, stop - start)."""
     n = x.shape[0]
-    start, stop = rows or (0, n)
+    start, stop, whole = _row_range(rows, n)
     nx, ny = x.square().sum(1), y.square().sum(1)
-    if loo or rows is not None:
+    if loo or not whole:
         out = torch.empty((3, stop - start), dtype=x.dtype, device=x.device)
         for lo, hi in _row_blocks(n, start, stop):
             out[:, lo - start:hi - start] = _whole_row_log_sums(*_tiles(x, y, nx, ny, lo, hi, 0, loo), loo)
@@ -76,9 +83,9 @@ def forward(x, y, loo, rows=None):
     return sums.log_()
 
 
-def _pair_weights(tx, ty, log_sums, lo, hi, col_lo, loo):
-    """S^x, S^y of rows lo:hi, columns col_lo:N (DESIGN.md backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
-    l2 = log_sums / LN2  # base-2 log-sums
+def _pair_weights(tx, ty, sums, lo, hi, col_lo, loo):
+    """S^x, S^y of rows lo:hi, columns col_lo:N (docs/design.md, "The KDE estimator", backward): S_kj = P_kj + P_jk - P^J_kj - P^J_jk."""
+    l2 = sums / LN2  # base-2 log-sums
     if loo:
         def both_ways(t, log2_sums):
             return _exp2_(t - log2_sums[lo:hi, None]).add_(_exp2_(t - log2_sums[None, col_lo:]))
@@ -101,18 +108,18 @@ def _add_symmetric_share(g, s, v, lo, hi):
     g[hi:] += torch.addmm(below.sum(0)[:, None] * v[hi:], below.T, v[lo:hi], alpha=-1.0)
 
 
-def backward(x, y, log_sums, loo, rows=None):
+def pair_grads(x, y, log_sums, loo, rows=None):
     """G_k = sum_j S_kj (x_k - x_j) for x and y, rows start:stop (default all), before the 2 ln2 / N
     factor; log_sums: (3, N), every row's."""
     n = x.shape[0]
-    start, stop = rows or (0, n)
+    start, stop, whole = _row_range(rows, n)
     nx, ny = x.square().sum(1), y.square().sum(1)
     gx = torch.zeros((stop - start, x.shape[1]), dtype=x.dtype, device=x.device)
     gy = torch.zeros((stop - start, y.shape[1]), dtype=y.dtype, device=y.device)
     for lo, hi in _row_blocks(n, start, stop):
-        col_lo = lo if rows is None else 0
+        col_lo = lo if whole else 0
         sx, sy = _pair_weights(*_tiles(x, y, nx, ny, lo, hi, col_lo, loo), log_sums, lo, hi, col_lo, loo)
-        if rows is None:
+        if whole:
             _add_symmetric_share(gx, sx, x, lo, hi)
             _add_symmetric_share(gy, sy, y, lo, hi)
         else:

@@ -1,4 +1,4 @@
-"""Kraskov-Stoegbauer-Grassberger kNN MI (KSG, algorithm 1; Kraskov et al. 2004, eq. 8):
+"""Kraskov-Stoegbauer-Grassberger kNN MI (KSG, algorithm 1; Kraskov et al. 2004, eq. 8; docs/design.md, "KSG"):
 
     I = psi(k) + psi(N) - < psi(n_a(i) + 1) + psi(n_b(i) + 1) >_i
 
@@ -17,22 +17,42 @@ subtraction is monotone, so the gap computed in floating point is a true lower b
 computed distance. Memory O(N * (Da + Db + tile)).
 """
 import math
-import warnings
 
 import torch
 
-from ._dispatch import use_triton
-from .bandwidth import column_std
+from .. import kernels
+from ..bandwidth import column_std
+from ..warn import warn_user
+from .base import Estimator
 
 ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the Triton tile)
 TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
 
 
-def check_k(k, n):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
-    if k >= n:
-        raise ValueError(f"KSG needs k < N (each row's k nearest other rows), got k = {k} with N = {n}")
+class KSG(Estimator):
+    """estimator="ksg": k (the number of nearest neighbours, 1 <= k < N); columns are scaled to unit
+    variance first. Not differentiable; no group=."""
+    name = "ksg"
+    supports_group = False
+    nan_blind = True
+
+    def __init__(self, *, k=3):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        self.k = k
+
+    @torch.no_grad()
+    def __call__(self, a, b, backend, shard):
+        """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
+        k, n = self.k, a.shape[0]
+        if k >= n:
+            raise ValueError(f"KSG needs k < N (each row's k nearest other rows), got k = {k} with N = {n}")
+        x, y, boxes = prepared(a, b)
+        if backend == "triton":
+            eps, na, nb = kernels.ksg.neighbour_counts(x, y, k, ORDER_TILE, boxes)
+        else:
+            eps, na, nb = neighbour_counts_torch(x, y, k, boxes)
+        return from_counts(eps, na, nb, k)
 
 
 def standardized(x):
@@ -50,26 +70,12 @@ def prepared(a, b, tile=ORDER_TILE):
     return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile))
 
 
-@torch.no_grad()
-def ksg_mi(a, b, k, backend):
-    """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
-    check_k(k, a.shape[0])
-    x, y, boxes = prepared(a, b)
-    if use_triton(backend, x):
-        from .kernels.ksg import ksg_counts
-        eps, na, nb = ksg_counts(x, y, k, ORDER_TILE, boxes)
-    else:
-        eps, na, nb = counts(x, y, k, boxes)
-    return from_counts(eps, na, nb, k)
-
-
 def from_counts(eps, na, nb, k):
     n = eps.shape[0]
     ties = int((eps == 0).sum())
     if ties:
-        warnings.warn(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
-                      "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)",
-                      RuntimeWarning, stacklevel=5)  # the caller of layer_mi
+        warn_user(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
+                  "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)")
     digamma = torch.special.digamma
     terms = digamma(na.double() + 1) + digamma(nb.double() + 1)
     constant = digamma(torch.tensor([k, n], dtype=torch.float64, device=eps.device)).sum()
@@ -125,8 +131,8 @@ def box_gaps(lo, hi, rows):
 # ------------------------------------------------------------------------------------ torch path
 
 
-def counts(x, y, k, boxes):
-    """(eps, n_a, n_b) per row of prepared() x, y, boxes: the torch path, TORCH_ROW_TILES row tiles at a time.
+def neighbour_counts_torch(x, y, k, boxes):
+    """(eps, n_a, n_b) per row of prepared() x, y, boxes: the torch back-end, TORCH_ROW_TILES row tiles at a time.
 
     Per block: an upper bound of every eps_i from the neighbouring tiles; the column tiles within it
     in the joint space give eps, those within it in a's (b's) space give n_a (n_b). Where the three

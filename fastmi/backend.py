@@ -1,27 +1,37 @@
-"""Which back-end runs a tensor: the Triton kernels (CUDA, or the interpreter on CPU) or torch."""
+"""Which back-end runs a call: the Triton kernels (CUDA, or the interpreter on CPU) or torch.
+
+fastmi.api resolves the `backend=` option once per call (resolve()) and hands the name, "triton"
+or "torch", to the estimator; nothing below the API looks at the option again.
+"""
 import contextlib
 import os
 
 import torch
 
+from . import kernels
+
 BACKENDS = ("auto", "triton", "torch")
 
 
 def interpreting():
+    """True when Triton kernels run in the interpreter (TRITON_INTERPRET=1: tests on a CPU)."""
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def use_triton(backend, like):
-    """True where the Triton kernels should run tensors like `like`; a clear error where they cannot."""
+def resolve(backend, like):
+    """"triton" where the Triton kernels should run tensors like `like`, else "torch"; a clear error
+    where backend="triton" cannot run them."""
     if backend == "triton":
+        kernels.require()
         if like.dtype == torch.float64:
             raise TypeError("backend='triton' takes float32, float16 or bfloat16 inputs; "
                             "use backend='torch' for float64")
         if not (like.is_cuda or interpreting()):
             raise ValueError("backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the kernels "
                              f"on the CPU), got a tensor on {like.device}")
-        return True
-    return backend == "auto" and (like.is_cuda or interpreting()) and like.dtype != torch.float64
+        return "triton"
+    runs_kernels = (like.is_cuda or interpreting()) and like.dtype != torch.float64 and kernels.AVAILABLE
+    return "triton" if backend == "auto" and runs_kernels else "torch"
 
 
 def full_precision(device):

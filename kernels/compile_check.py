@@ -1,11 +1,12 @@
-"""Compile every Triton kernel for CUDA GPUs (PTX and cubin) on a machine without one.
+"""Compile every Triton kernel variant for CUDA GPUs (PTX and cubin) on a machine without one.
 
 The interpreter runs the kernels' Python, not Triton's compiler, so a kernel can pass every CPU test
-and still fail to compile (types of loop-carried values, constexpr rules, layouts). Here each launcher
-runs on small CPU tensors with kernel launches intercepted; every intercepted launch is compiled with
-triton.compile for the targets below (Hopper and Ampere) and nothing is executed.
+and still fail to compile (types of loop-carried values, constexpr rules, layouts). Here every kernel
+module's compile_examples() runs on small CPU tensors with kernel launches intercepted; each
+intercepted launch is compiled with triton.compile for the targets below (Hopper and Ampere) and
+nothing is executed. tests/test_kernels_compile.py runs it.
 
-    python -m bench.compile_kernels          (TRITON_INTERPRET must be unset or 0)
+    python -m fastmi.kernels.compile_check          (TRITON_INTERPRET must be unset or 0)
 """
 import os
 import sys
@@ -60,27 +61,15 @@ def record_launches(run_launchers):
 
 
 def run_launchers():
-    """Every launcher of kernels/ at the shapes and dtypes that select its variants."""
-    from fastmi import ksg
-    from fastmi.kernels import binned, kde
-    from fastmi.kernels import ksg as ksg_kernels
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        x, y = torch.randn(300, 70).to(dtype), torch.randn(300, 5).to(dtype)
-        for loo in (False, True):
-            kde.kde_forward(x, y, loo, splits=2)  # explicit splits: no CUDA device query
-            kde.kde_backward(x, y, torch.zeros(3, 300), loo, splits=2)
-    a, b = torch.randn(300, 7), torch.randn(300, 9)
-    binned.bin_hash(a, torch.ones(7, dtype=torch.int64), 0.0, 1.0, 30, False)
-    binned.bin_hash(torch.ones(300, 7, dtype=torch.int64), torch.ones(7, dtype=torch.int64), 0.0, 1.0, 30, True)
-    for soft in (False, True):
-        binned.unit_mi(a, b, torch.zeros(7), torch.ones(7), torch.zeros(9), torch.ones(9), 16, soft)
-    x, y, boxes = ksg.prepared(a[:, :3], b)
-    ksg_kernels.ksg_counts(x, y, 3, ksg.ORDER_TILE, boxes)
+    """Every kernel module's compile_examples(): the launches that select all its variants."""
+    from fastmi import kernels
+    for name in kernels.MODULES:
+        getattr(kernels, name).compile_examples()
 
 
 def main():
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
-        sys.exit("compile_kernels: unset TRITON_INTERPRET (the interpreter compiles nothing)")
+        sys.exit("compile_check: unset TRITON_INTERPRET (the interpreter compiles nothing)")
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource

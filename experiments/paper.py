@@ -6,7 +6,11 @@ we record test accuracy and the MI of every pair of successive layers on a fixed
 
 Tasks (no download): scikit-learn's bundled 8x8 digits, and a synthetic teacher task (labels from
 a random tanh teacher network on 20-d Gaussian inputs).
+
+    python -m experiments.paper [--out DIR]     (default DIR: experiments/output/, untracked; the
+                                                 committed results are in experiments/results/)
 """
+import argparse
 import json
 import math
 import os
@@ -15,7 +19,9 @@ import torch
 from torch import nn
 
 import fastmi
-from bench import results_dir
+from fastmi.monitor import new_figure
+
+DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
 
 HIDDEN = (64, 64, 64, 64)
 
@@ -116,13 +122,12 @@ def summarise(runs, target, epochs):
     return rows
 
 
-def plot(task, runs, target, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(task, runs, target):
+    """Figure: test accuracy per weight (mean ± std over seeds), and each weight's MI per layer pair."""
     weights = list(runs)
     pairs = len(runs[weights[0]][0]["mi"][0])
-    fig, axes = plt.subplots(1, 1 + len(weights), figsize=(4.2 * (1 + len(weights)), 3.6))
+    fig = new_figure(figsize=(4.2 * (1 + len(weights)), 3.6))
+    axes = fig.subplots(1, 1 + len(weights))
     for weight in weights:
         acc = torch.tensor([h["accuracy"] for h in runs[weight]])
         epochs = torch.arange(1, acc.shape[1] + 1)
@@ -139,12 +144,11 @@ def plot(task, runs, target, path):
         ax.set(xlabel="epoch", ylabel="MI (nats, KDE)", title=f"{task}: MI, weight {weight:g}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
-def run(weights=(0.0, 0.003, 0.01, 0.1, 1.0), seeds=5, epochs=40, tasks=tuple(TASKS)):
-    out = results_dir()
+def run(weights=(0.0, 0.003, 0.01, 0.1, 1.0), seeds=5, epochs=40, tasks=tuple(TASKS), out=DEFAULT_OUT):
+    os.makedirs(out, exist_ok=True)
     report = {}
     for task in tasks:
         target = TASKS[task][1]
@@ -154,8 +158,18 @@ def run(weights=(0.0, 0.003, 0.01, 0.1, 1.0), seeds=5, epochs=40, tasks=tuple(TA
         print("|---|---|---|")
         for row in summarise(runs, target, epochs):
             print(row)
-        plot(task, runs, target, os.path.join(out, f"paper_{task}.png"))
+        plot(task, runs, target).savefig(os.path.join(out, f"paper_{task}.png"), dpi=90)
         report[task] = dict(target=target, runs={str(w): r for w, r in runs.items()})
     with open(os.path.join(out, "paper.json"), "w") as f:
         json.dump(report, f)
     print(f"wrote {out}/paper.json and paper_<task>.png")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m experiments.paper", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="folder for paper.json and the plots")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=40)
+    args = parser.parse_args()
+    run(seeds=args.seeds, epochs=args.epochs, out=args.out)

@@ -1,0 +1,30 @@
+"""The interface every estimator of the registry (fastmi.estimators.ESTIMATORS) implements.
+
+An estimator is built from its options, keyword-only and validated in __init__ before any tensor is
+touched, and called on inputs that fastmi.api has already validated:
+
+    Estimator(**options)(a, b, backend, shard) -> 0-d tensor, nats
+
+- a, b: (N, Da), (N, Db) from fastmi.inputs.paired_samples: one floating dtype (or integer symbols
+  where `takes_symbols`), on one device; this rank's rows when shard is not None;
+- backend: "triton" or "torch", resolved once by fastmi.backend.resolve;
+- shard: None, or the fastmi.distributed.Shard of this rank (group=): the estimate is then the
+  global batch's, the same on every rank.
+fastmi.api converts the result to the inputs' result dtype and to bits; autocast is off.
+"""
+import inspect
+
+
+class Estimator:
+    name = None
+    differentiable = False  # the result carries a gradient (what the Regularizer needs)
+    takes_symbols = False  # integer / bool inputs are discrete symbols, not refused
+    supports_group = True  # group=: the global batch under torch.distributed
+    nan_blind = False  # binning / neighbour search would turn NaN into a plausible number
+
+    def __call__(self, a, b, backend, shard):
+        raise NotImplementedError
+
+    @classmethod
+    def option_names(cls):
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]

@@ -1,0 +1,121 @@
+"""Layer-binned MI (Shwartz-Ziv & Tishby; docs/design.md, "Histogram estimators").
+
+Each unit's value goes into one of K equal-width bins over the layer's range; each row's bin pattern
+is one symbol; I = H(A) + H(B) - H(A, B) from plug-in entropies of the symbol counts. Integer (or
+bool) inputs are taken as already-discrete symbols, unbinned (e.g. class labels). Not
+differentiable. Rows are hashed to 64 bits in one pass (kernels/binned.py on the GPU, the same
+integers from torch here):
+
+    h_i = sum_j (b_ij + 1) * R_j  (mod 2^64),  R_j random odd 64-bit constants (fixed seed)
+"""
+import math
+
+import numpy as np
+import torch
+
+from .. import kernels
+from .base import Estimator
+
+HASH_SEED = 0x5EED
+
+
+class Binned(Estimator):
+    """estimator="binned": bins (equal-width bins per unit, default 30), range ((lo, hi) for every
+    unit; default the layer's min/max)."""
+    name = "binned"
+    takes_symbols = True
+    nan_blind = True
+
+    def __init__(self, *, bins=30, range=None):
+        self.bins = check_bins(bins)
+        self.range = check_range(range)
+
+    def __call__(self, a, b, backend, shard):
+        """I = H(A) + H(B) - H(A, B) in nats (float64 0-d tensor) from the rows' bin-pattern symbols
+        (every rank's rows with a Shard)."""
+        def symbols(x):
+            h = row_hash(x, self.bins, self.range, backend, shard)
+            return h if shard is None else shard.gather(h)
+        h_a, ids_a, _ = entropy_from_symbols(symbols(a))
+        h_b, ids_b, n_b = entropy_from_symbols(symbols(b))
+        h_ab, _, _ = entropy_from_symbols(ids_a * n_b + ids_b)  # exact joint ids, no second hash
+        return h_a + h_b - h_ab
+
+
+def check_bins(bins):
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"bins must be an int >= 2, got {bins!r}")
+    return bins
+
+
+def check_range(value_range):
+    if value_range is None:
+        return None
+    if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2):
+        raise ValueError(f"range must be None or a pair (lo, hi), got {value_range!r}")
+    lo, hi = (float(v) for v in value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"range must be finite with lo < hi, got {value_range!r}")
+    return lo, hi
+
+
+def work_dtype(x):
+    """Histogram arithmetic: float64 for float64 input, float32 otherwise."""
+    return x.double() if x.dtype == torch.float64 else x.float()
+
+
+def _float32(value):
+    """Round a Python float to float32 once, so that every back-end bins with the same constants."""
+    return float(np.float32(value))
+
+
+@torch.no_grad()
+def layer_range(x, bins, value_range, shard=None):
+    """(lo, scale) of one layer: bin = floor((x - lo) * scale), scale = K / (hi - lo) (0 if hi = lo)."""
+    if value_range is not None:
+        lo, hi = value_range
+    else:
+        lo, hi = x.min(), x.max()
+        lo, hi = (float(lo), float(hi)) if shard is None else (float(v) for v in shard.extremes(lo, hi))
+    scale = bins / (hi - lo) if hi > lo else 0.0
+    return (lo, scale) if x.dtype == torch.float64 else (_float32(lo), _float32(scale))
+
+
+def column_keys(d, device):
+    """Random odd 64-bit constants R_j of the row hash (fixed seed: the same on every call)."""
+    g = torch.Generator().manual_seed(HASH_SEED)
+    keys = torch.randint(-2**63, 2**63 - 1, (d,), generator=g, dtype=torch.int64)
+    return (keys | 1).to(device)
+
+
+def row_hash_torch(x, keys, lo, scale, bins, discrete):
+    """h_i = sum_j (b_ij + 1) R_j mod 2^64, in row blocks (same integers as kernels/binned.py)."""
+    out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
+    step = max(1, (1 << 22) // x.shape[1])
+    for lo_row in range(0, x.shape[0], step):
+        block = x[lo_row:lo_row + step]
+        if discrete:
+            symbol = block.long()
+        else:
+            symbol = ((work_dtype(block) - lo) * scale).floor_().clamp_(0, bins - 1).long()
+        out[lo_row:lo_row + step] = ((symbol + 1) * keys).sum(1)
+    return out
+
+
+def row_hash(x, bins, value_range, backend, shard=None):
+    """int64 (N,) hash of each row's bin pattern (the pattern itself for integer inputs)."""
+    discrete = not x.is_floating_point()
+    lo, scale = (0.0, 0.0) if discrete else layer_range(x, bins, value_range, shard)
+    keys = column_keys(x.shape[1], x.device)
+    if backend == "triton":
+        operand = x.to(torch.int8) if x.dtype == torch.bool else x
+        return kernels.binned.bin_hash(operand.contiguous(), keys, lo, scale, bins, discrete)
+    return row_hash_torch(x, keys, lo, scale, bins, discrete)
+
+
+def entropy_from_symbols(symbols):
+    """Plug-in entropy (nats, float64) of a 1-d tensor of symbols, and each row's symbol id."""
+    _, ids, counts = torch.unique(symbols, return_inverse=True, return_counts=True)
+    c = counts.double()
+    n = c.sum()
+    return torch.log(n) - (c * torch.log(c)).sum() / n, ids, counts.numel()
