@@ -4,7 +4,8 @@ jobs:
   default     small workload: KDE MI forward+backward, N = 1k..4k, D = 64, fastmi vs every baseline
   speed       the same table at --sizes/--dim/--dtype/--device/--repeats/--methods (time AND memory)
   memory      alias of speed: every measurement records both time and peak memory
-  cpu         the CPU targets: N = 16384 side by side, N = 100,000 fastmi alone (peak RSS)
+  cpu         the CPU targets: N = 16384 side by side and against the GEMM + exp floor (bench/floor.py),
+              N = 100,000 fastmi alone (peak RSS)
   accuracy    KDE bandwidth rules on tasks with closed-form MI (how the default was chosen)
   estimators  every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
   overhead    a training step with and without the Regularizer vs a plain forward pass
@@ -50,12 +51,15 @@ def default(args):
 
 
 def cpu(args):
+    from bench import floor
     from bench.compare import measure, side_by_side
     rows = side_by_side([16384], 64, backward=True, device="cpu", reps=2, methods=("fastmi", "dense"))
+    model = floor.measure(16384, 64)
+    floor.report(model)
     big = measure("fastmi", 100_000, 64, backward=True, device="cpu", reps=1)
     print(f"\nfastmi alone, N = 100,000, D = 64, forward+backward: {big['seconds']:.1f} s, "
           f"peak RSS above inputs {big['peak_mb']:.0f} MB, whole process {big['process_peak_rss_mb']:.0f} MB")
-    save_json("cpu_targets.json", dict(side_by_side=rows, n100k=big))
+    save_json("cpu_targets.json", dict(side_by_side=rows, floor=model, n100k=big))
 
 
 def accuracy(args):

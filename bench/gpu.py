@@ -151,7 +151,7 @@ def run(quick=False):
     device = "cuda" if cuda else "cpu"
     name = torch.cuda.get_device_name() if cuda else "cpu-interpreter"
     dtypes = (torch.float32, torch.bfloat16) if cuda else (torch.float32, torch.float16)
-    time_sizes = [4096, 16384, 65536] if not quick else [128, 256]
+    time_sizes = [4096, 16384, 65536] if not quick else [64, 128]
     print(f"device: {name}, torch {torch.__version__}")
     print("timings, D = 64:")
     timings = [timing_case(n, 64 if not quick else 16, dt, device) for dt in dtypes for n in time_sizes]

@@ -39,23 +39,31 @@ def _clock(fn, device):
     return time.perf_counter() - start
 
 
-def measure(make, device, rounds=5, max_samples=None):
+def wide_mlp(width=4096, batch=4096, depth=4):
+    """The GPU target: wide and deep enough that kernel launches do not dominate."""
+    layers = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, width), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(width, 10)), (width,), batch
+
+
+def measure(make, device, rounds=5, max_samples=None, budget=None):
     model, shape, batch = make()
     model.to(device)
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    last_mi = []
+    seen = {}
 
     def step(with_reg):
         opt.zero_grad()
         if not with_reg:
             loss_fn(model(x), y).backward()
         else:  # hooks attached for this step only (attaching them costs microseconds)
-            with fastmi.Regularizer(model, weight=0.01, max_samples=max_samples) as reg:
+            with fastmi.Regularizer(model, weight=0.01, max_samples=max_samples, budget=budget) as reg:
                 (loss_fn(model(x), y) + reg()).backward()
-            last_mi[:] = reg.last
+            seen.update(mi=reg.last, samples=reg.samples, modelled_overhead=reg.modelled_overhead)
         opt.step()
     timings = {"forward": [], "step": [], "step_with_regularizer": []}
     warnings.simplefilter("ignore", RuntimeWarning)  # random wide layers saturate; the cost is the same
@@ -67,21 +75,27 @@ def measure(make, device, rounds=5, max_samples=None):
                 timings[name].append(t)
     med = {k: statistics.median(v) for k, v in timings.items()}
     med["overhead_over_forward"] = (med["step_with_regularizer"] - med["step"]) / med["forward"]
-    med["mi"] = last_mi
-    return med
+    return dict(med, **seen)
 
 
-def run(rounds=5):
+CASES = [("MLP 784-1024x3-10, batch 1024", reference_mlp, None), ("MLP 784-1024x3-10, batch 1024", reference_mlp, 256),
+         ("MLP 784-1024x3-10, batch 1024", reference_mlp, "auto"), ("small CNN, batch 512", small_cnn, None),
+         ("small CNN, batch 512", small_cnn, 256), ("small CNN, batch 512", small_cnn, "auto")]
+GPU_CASES = [("MLP 4096x4, batch 4096", wide_mlp, 1024)]
+
+
+def run(rounds=5, cases=None):
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = cases or CASES + (GPU_CASES if device == "cuda" else [])
     rows = []
-    print(f"device {device}; medians of {rounds} alternating rounds")
-    print("| model | max_samples | forward s | step s | step + regularizer s | overhead / forward |")
-    print("|---|---|---|---|---|---|")
-    for name, make in (("MLP 784-1024x3-10, batch 1024", reference_mlp), ("small CNN, batch 512", small_cnn)):
-        for max_samples in (None, 256):
-            m = measure(make, device, rounds, max_samples)
-            rows.append(dict(model=name, max_samples=max_samples, **m))
-            print(f"| {name} | {max_samples or 'all'} | {m['forward']:.4f} | {m['step']:.4f} | "
-                  f"{m['step_with_regularizer']:.4f} | {m['overhead_over_forward']:.2f}x |")
+    print(f"device {device}; medians of {rounds} alternating rounds; 'auto' asks for a budget of 1 forward pass")
+    print("| model | max_samples | rows | forward s | step s | step + regularizer s | overhead / forward | "
+          "cost model |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, make, max_samples in cases:
+        m = measure(make, device, rounds, max_samples, budget=1.0 if max_samples == "auto" else None)
+        rows.append(dict(model=name, max_samples=max_samples, **m))
+        print(f"| {name} | {max_samples or 'all'} | {m['samples']} | {m['forward']:.4f} | {m['step']:.4f} | "
+              f"{m['step_with_regularizer']:.4f} | {m['overhead_over_forward']:.2f}x | {m['modelled_overhead']:.2f}x |")
     save_json(f"overhead_{device}.json", dict(device=device, rows=rows))
     return rows

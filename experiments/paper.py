@@ -62,17 +62,17 @@ def make_mlp(d_in, classes):
 
 
 @torch.no_grad()
-def evaluate(model, x, y, probe):
+def evaluate(model, x, y, probe, backend="auto"):
     model.eval()
     accuracy = float((model(x).argmax(1) == y).float().mean())
-    with fastmi.Regularizer(model) as measure:
+    with fastmi.Regularizer(model, backend=backend) as measure:
         model(probe)
         measure()
     model.train()
     return accuracy, measure.last
 
 
-def train(task, weight, seed, epochs, batch=128, lr=1e-3):
+def train(task, weight, seed, epochs, batch=128, lr=1e-3, backend="auto"):
     data, _ = TASKS[task]
     x, y, classes = data()
     (xtr, ytr), (xte, yte) = split(x, y)
@@ -80,7 +80,7 @@ def train(task, weight, seed, epochs, batch=128, lr=1e-3):
     model = make_mlp(x.shape[1], classes)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     order = torch.Generator().manual_seed(seed)
-    reg = fastmi.Regularizer(model, weight=weight) if weight > 0 else None
+    reg = fastmi.Regularizer(model, weight=weight, backend=backend) if weight > 0 else None
     history = dict(accuracy=[], mi=[])
     for _ in range(epochs):
         for rows in torch.randperm(len(xtr), generator=order).split(batch):
@@ -92,7 +92,7 @@ def train(task, weight, seed, epochs, batch=128, lr=1e-3):
                 loss = loss + reg()
             loss.backward()
             opt.step()
-        accuracy, mi = evaluate(model, xte, yte, xte[:512])
+        accuracy, mi = evaluate(model, xte, yte, xte[:512], backend)
         history["accuracy"].append(accuracy)
         history["mi"].append(mi)
     if reg is not None:

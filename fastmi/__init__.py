@@ -1,9 +1,9 @@
 """fastmi: fast, differentiable mutual information between neural-network layers."""
-from .api import layer_mi, unit_mi
+from .api import chain_mi, layer_mi, unit_mi
 from .estimators import ESTIMATORS
 from .monitor import MILog, information_plane_point, plot_information_plane
 from .regularizer import Regularizer
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi", "unit_mi", "Regularizer", "MILog", "information_plane_point", "plot_information_plane",
-           "ESTIMATORS"]
+__all__ = ["layer_mi", "chain_mi", "unit_mi", "Regularizer", "MILog", "information_plane_point",
+           "plot_information_plane", "ESTIMATORS"]

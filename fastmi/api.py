@@ -1,4 +1,5 @@
-"""The public entry points fastmi.layer_mi and fastmi.unit_mi: one path from the call to an estimator.
+"""The public entry points fastmi.layer_mi, fastmi.unit_mi and fastmi.chain_mi: one path from the call to
+an estimator.
 
     options -> estimator (registry)  ->  inputs validated  ->  shard (group=)  ->  back-end resolved
             -> estimator(a, b, backend, shard) with autocast off  ->  result dtype, units
@@ -11,7 +12,7 @@ from .backend import BACKENDS, full_precision, resolve
 from .distributed import shard_of
 from .estimators import ESTIMATORS
 from .estimators.unit import UnitMI
-from .inputs import choice, paired_samples, result_dtype
+from .inputs import chained_samples, choice, paired_samples, result_dtype
 
 UNITS = ("nats", "bits")
 REDUCTIONS = ("none", "mean", "sum")
@@ -69,6 +70,24 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
     return {"none": matrix, "mean": matrix.mean(), "sum": matrix.sum()}[reduction]
 
 
+def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, group=None, **kde_options):
+    """KDE MI of every successive pair of L layers: a 1-d tensor (L - 1,) equal to
+    [layer_mi(activations[m], activations[m + 1], **kde_options) for m in range(L - 1)], differentiable.
+
+    Each layer's work is done once per call: its operand (centring, bandwidth, scale), its kernel
+    blocks (shared by the two pairs it belongs to) and, in the backward, one weighted sum per layer.
+    That holds for a float sigma and the "median" rule; a rule of the joint dimension (Silverman,
+    Scott, a callable rule) gives a middle layer a different bandwidth in its two pairs unless their
+    widths agree, and the pairs are then computed one by one. Activations are flattened per sample and
+    promoted to one dtype; errors name the layer index. Options and the rest as in layer_mi.
+    """
+    estimator = make_estimator("kde", kde_options)
+    _check_common(units, backend)
+    layers = chained_samples(activations, check_finite)
+    values = _evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, group)
+    return _in_units(values.to(result_dtype(*layers)), units)
+
+
 def make_estimator(name, options):
     """The registry's estimator `name` built from its options; a TypeError that lists them for an
     option it does not take."""
@@ -80,18 +99,31 @@ def make_estimator(name, options):
 
 
 def _estimate(estimator, a, b, units, backend, check_finite, group, compute=None):
-    choice(units, "units", UNITS)
-    choice(backend, "backend", BACKENDS)
+    _check_common(units, backend)
     a, b = paired_samples(a, b, check_finite, allow_integer=estimator.takes_symbols)
     if group is not None and not estimator.supports_group:
         raise ValueError(f"group= is not supported by estimator={estimator.name!r} "
                          "(gather the rows and call it on one rank)")
-    shard = None if group is None else shard_of(a, b, group)
-    resolved = resolve(backend, a if a.is_floating_point() else b)
     a_in, b_in, mark = _nan_as_result(a, b, guard=estimator.nan_blind and not check_finite)
-    with full_precision(a.device):
-        value = (compute or estimator)(a_in, b_in, resolved, shard)
-    value = mark(value).to(device=a.device, dtype=result_dtype(a, b))
+    value = _evaluate(lambda resolved, shard: (compute or estimator)(a_in, b_in, resolved, shard), [a, b],
+                      backend, group)
+    return _in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
+
+
+def _check_common(units, backend):
+    choice(units, "units", UNITS)
+    choice(backend, "backend", BACKENDS)
+
+
+def _evaluate(compute, inputs, backend, group):
+    """compute(back-end, shard) with the back-end resolved once, the Shard of `group`, autocast off."""
+    shard = None if group is None else shard_of(inputs, group)
+    like = next((x for x in inputs if x.is_floating_point()), inputs[0])
+    with full_precision(like.device):
+        return compute(resolve(backend, like), shard)
+
+
+def _in_units(value, units):
     return value / math.log(2.0) if units == "bits" else value
 
 

@@ -1,10 +1,11 @@
 """Global-batch MI under data parallelism (DDP / FSDP): every rank holds a shard of the batch.
 
-KDE: layer_mi(..., group=g) gathers the rows of every rank (detached), computes the bandwidth and the
-centring from the global batch, sums this rank's rows against every column with the same kernels
-(a row range, not a copy of them), and all-reduces the row sums. No collective runs in backward:
-each rank's gradient for its own rows is the full gradient of the global estimate for those rows,
-built from the gathered log-sums of every row (docs/design.md, "torch.distributed").
+KDE: layer_mi(..., group=g) gathers the rows of every rank (detached), computes the centring and the
+bandwidth from the global batch, sums this rank's rows against every column with the same kernels
+(a row range, not a copy of them), and all-reduces the row sums. Each rank's gradient for its own
+rows is the global estimate's gradient for those rows: the pair terms from the gathered log-sums of
+every row, and the column statistics (mean, std) through one all-reduce of their partial gradients
+(docs/design.md, "torch.distributed").
 
 Histograms: the bin ranges come from the global min/max; "binned" gathers the rows' 64-bit symbols;
 unit_mi sums the joint counts over ranks (differentiably, for soft codes).
@@ -43,9 +44,15 @@ class Shard:
         return total
 
     def sum_with_grad(self, value):
-        """The sum over ranks, differentiable: every rank computes the same loss from the total, so
+        """The sum over ranks, differentiable, for a total from which every rank computes the whole loss:
         the gradient for this rank's share is the gradient for the total (an identity backward)."""
         return _SumOverRanks.apply(value, self)
+
+    def sum_partials(self, value):
+        """The sum over ranks, differentiable, for a total whose uses are split over the ranks (each rank
+        differentiates only its own rows' terms): the gradient for this rank's share is the sum of every
+        rank's partial gradient for the total (an all-reduce in backward)."""
+        return _SumPartialsOverRanks.apply(value, self)
 
     def extremes(self, lo, hi):
         """Global elementwise (min of lo, max of hi) over ranks."""
@@ -65,16 +72,26 @@ class _SumOverRanks(torch.autograd.Function):
         return grad, None
 
 
-def shard_of(a, b, group):
-    """Check the group and the ranks' shapes; this rank's Shard."""
+class _SumPartialsOverRanks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value, shard):
+        ctx.shard = shard
+        return shard.sum(value)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.shard.sum(grad), None
+
+
+def shard_of(layers, group):
+    """Check the group and the ranks' shapes (of the (N, D) matrices `layers`); this rank's Shard."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("layer_mi(..., group=...) needs torch.distributed to be initialised "
                            "(torch.distributed.init_process_group) first")
-    shape = torch.tensor([a.shape[0], a.shape[1], b.shape[1]], device=a.device)
+    shape = torch.tensor([layers[0].shape[0], *(x.shape[1] for x in layers)], device=layers[0].device)
     shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size(group))]
     dist.all_gather(shapes, shape, group=group)
     widths = [tuple(int(v) for v in s[1:]) for s in shapes]
     if len(set(widths)) > 1:
-        raise ValueError(f"the ranks hold different feature widths (Da, Db) = {widths}; every rank "
-                         "must pass the same layers")
+        raise ValueError(f"the ranks hold different feature widths {widths}; every rank must pass the same layers")
     return Shard(group, [int(s[0]) for s in shapes], dist.get_rank(group))

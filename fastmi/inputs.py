@@ -1,5 +1,6 @@
 """Checks shared by every estimator: a clear error for each kind of bad input, never a silent wrong number
 (docs/design.md, "Bad input")."""
+import functools
 import math
 
 import torch
@@ -25,28 +26,46 @@ def paired_samples(a, b, check_finite=True, allow_integer=False):
     """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db).
     Two floating inputs are promoted to their common dtype; integer inputs (allow_integer) stay as
     they are."""
-    shapes = f"a has shape {tuple(a.shape)}, b has shape {tuple(b.shape)}" \
-        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) else ""
-    a2, b2 = as_sample_matrix(a, "a", allow_integer), as_sample_matrix(b, "b", allow_integer)
-    if a2.device != b2.device:
-        raise ValueError(f"a and b must be on the same device, got {a2.device} and {b2.device}")
-    if a2.shape[0] != b2.shape[0]:
-        raise ValueError(f"a and b must have the same number of samples (dim 0): {shapes}")
-    if a2.shape[0] < 2:
-        raise ValueError(f"MI needs at least 2 samples, got N = {a2.shape[0]}")
+    return tuple(sample_matrices([("a", a), ("b", b)], check_finite, allow_integer))
+
+
+def chained_samples(activations, check_finite=True):
+    """Validate a list of L >= 2 activation tensors with paired rows (errors name the index); return
+    them as (N, D_m) matrices of one floating dtype."""
+    if not isinstance(activations, (list, tuple)):
+        raise TypeError(f"activations must be a list or tuple of tensors, got {type(activations).__name__}")
+    if len(activations) < 2:
+        raise ValueError(f"MI between successive layers needs at least two activations, got {len(activations)}")
+    return sample_matrices([(f"activations[{m}]", h) for m, h in enumerate(activations)], check_finite)
+
+
+def sample_matrices(named, check_finite=True, allow_integer=False):
+    """[(name, tensor)] -> validated (N, D) matrices with paired rows on one device; floating ones
+    promoted to their common dtype."""
+    matrices = [as_sample_matrix(x, name, allow_integer) for name, x in named]
+    (first_name, first), first_raw = (named[0][0], matrices[0]), named[0][1]
+    for (name, raw), x in zip(named[1:], matrices[1:]):
+        if x.device != first.device:
+            raise ValueError(f"{first_name} and {name} must be on the same device, got {first.device} and {x.device}")
+        if x.shape[0] != first.shape[0]:
+            raise ValueError(f"{first_name} and {name} must have the same number of samples (dim 0): {first_name} "
+                             f"has shape {tuple(first_raw.shape)}, {name} has shape {tuple(raw.shape)}")
+    if first.shape[0] < 2:
+        raise ValueError(f"MI needs at least 2 samples, got N = {first.shape[0]}")
     if check_finite:
-        for name, x in (("a", a2), ("b", b2)):
+        for (name, _), x in zip(named, matrices):
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):
                 raise ValueError(f"{name} contains NaN or Inf (pass check_finite=False to skip this check)")
-    if a2.is_floating_point() and b2.is_floating_point() and a2.dtype != b2.dtype:
-        common = torch.promote_types(a2.dtype, b2.dtype)
-        a2, b2 = a2.to(common), b2.to(common)
-    return a2, b2
+    floating = [x.dtype for x in matrices if x.is_floating_point()]
+    if len(set(floating)) > 1:
+        common = functools.reduce(torch.promote_types, floating)
+        matrices = [x.to(common) if x.is_floating_point() else x for x in matrices]
+    return matrices
 
 
-def result_dtype(a, b):
+def result_dtype(*inputs):
     """float64 where an input is float64, float32 otherwise (half-precision inputs, symbols)."""
-    return torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    return torch.float64 if any(x.dtype == torch.float64 for x in inputs) else torch.float32
 
 
 def choice(value, name, allowed):

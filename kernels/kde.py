@@ -7,8 +7,20 @@ on (BM x BN) tiles of pairs built from Gram tiles, never on an N x N buffer:
 
     d_ij = |x_i|^2 + |x_j|^2 - 2 x_i.x_j  (clamped at 0, diagonal forced to 0)
 
-Forward, per row i and column split:   L_i = ln sum_j exp2(-d_ij)   for x, y and the joint (d^x + d^y).
-Backward, per row k:  G_k = sum_j S_kj (x_k - x_j)   with S = W + W^T, W = P^x - P^joint.
+Forward (_kde_chain_fwd_kernel), per row i and column split, for L >= 2 layers side by side in one
+operand (a pair is the chain of two):
+    ln S^m_i = ln sum_j exp2(-d^m_ij)                 for every layer m,
+    ln J^l_i = ln sum_j exp2(-d^l_ij - d^(l+1)_ij)    for every successive pair (l, l + 1);
+each layer's Gram and exp2 tile is computed once per (row tile, column tile) and serves its marginal
+and both joints it belongs to (the previous layer's tile is carried through the layer loop).
+Backward (_kde_bwd_kernel), per row k:  G_k = sum_j S_kj (x_k - x_j)  with S = W + W^T, W = P^x - P^joint.
+
+Operands are repacked, where needed, so that every layer starts at a multiple of 16 elements (zero
+columns change neither distances nor norms): the kernels then load 16-byte vectors. float32 operands
+are split by the launcher into tf32-exact hi + lo parts, and every float32 product a.b is computed
+as three tf32 MMAs hi.lo + lo.hi + hi.hi (the tf32x3 scheme: ~fp32 accuracy; plain tf32 truncates
+the operands and biases distances at D >= 256) straight from shared memory, instead of splitting
+every tile in registers as tl.dot(input_precision="tf32x3") does.
 """
 import torch
 import triton
@@ -18,6 +30,9 @@ from .launch import check_matrix, check_same_rows, launch, wide
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
+ALIGN = 16  # elements: each layer's first column and every row stride are multiples of this
+MAX_LAYERS = 4  # layers one chain launch takes (the kernel's O1..O4); longer chains go in windows
+SLOTS = 8  # log-sums a launch accumulates: 2 * MAX_LAYERS - 1, padded to a power of two
 
 
 @triton.jit
@@ -30,184 +45,244 @@ def _indices(start, size: tl.constexpr, WIDE: tl.constexpr):
 
 
 @triton.jit
-def _neg_sq_dist_tile(X, norms, rows, cols, N, D, stride, LOO: tl.constexpr,
-                      BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
-                      DOT_PRECISION: tl.constexpr):
-    """-d_ij for a (BM x BN) tile; -inf where column j is out of range (and on the diagonal if LOO)."""
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    for k in range(0, D, BK):
-        f = k + tl.arange(0, BK)
-        xi = tl.load(X + rows[:, None] * stride + f[None, :],
-                     mask=(rows[:, None] < N) & (f[None, :] < D), other=0.0)
-        xj = tl.load(X + cols[:, None] * stride + f[None, :],
-                     mask=(cols[:, None] < N) & (f[None, :] < D), other=0.0)
-        acc = tl.dot(xi, tl.trans(xj), acc, input_precision=DOT_PRECISION)
-    ni = tl.load(norms + rows, mask=rows < N, other=0.0)
-    nj = tl.load(norms + cols, mask=cols < N, other=0.0)
-    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
-    diagonal = rows[:, None] == cols[None, :]
-    if LOO:
-        d = tl.where(diagonal, float("inf"), d)
+def _tile(X, rows, feats, stride, hi):
+    """X[rows, feats] with the features >= hi read as 0."""
+    return tl.load(X + rows[:, None] * stride + feats[None, :], mask=feats[None, :] < hi, other=0.0)
+
+
+@triton.jit
+def _dot(a, b, a_lo, b_lo, acc, SPLIT: tl.constexpr):
+    """acc + a @ b: one MMA (fp16/bf16), or three tf32 MMAs of the hi (a, b) and lo parts (fp32)."""
+    if SPLIT:
+        acc = tl.dot(a, b_lo, acc, input_precision="tf32")
+        acc = tl.dot(a_lo, b, acc, input_precision="tf32")
+        acc = tl.dot(a, b, acc, input_precision="tf32")
     else:
-        d = tl.where(diagonal, 0.0, d)
-    return tl.where(cols[None, :] < N, -d, float("-inf"))
+        acc = tl.dot(a, b, acc)
+    return acc
 
 
 @triton.jit
-def _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO: tl.constexpr,
-                       BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr, BKY: tl.constexpr,
-                       DOT_PRECISION: tl.constexpr):
-    tx = _neg_sq_dist_tile(X, NX, rows, cols, N, DX, stride_x, LOO, BM, BN, BKX, DOT_PRECISION)
-    ty = _neg_sq_dist_tile(Y, NY, rows, cols, N, DY, stride_y, LOO, BM, BN, BKY, DOT_PRECISION)
-    return tx, ty
+def _neg_sq_dist(X, XL, norms, rows, cols, ni, N, lo, hi, stride, BM: tl.constexpr, BN: tl.constexpr,
+                 BK: tl.constexpr, SPLIT: tl.constexpr):
+    """-d_ij of the features lo:hi for a (BM x BN) tile; -inf where column j >= N (norms: padded with
+    inf to whole tiles). rows: indices clamped to N - 1 (loads need no row mask); ni: their norms.
+    XL: the lo parts of X (SPLIT, fp32), else unused."""
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    cols_in = tl.minimum(cols, N - 1)
+    for k in range(lo, hi, BK):
+        f = k + tl.arange(0, BK)
+        xi, xj = _tile(X, rows, f, stride, hi), _tile(X, cols_in, f, stride, hi)
+        xi_lo, xj_lo = xi, xj
+        if SPLIT:
+            xi_lo, xj_lo = _tile(XL, rows, f, stride, hi), _tile(XL, cols_in, f, stride, hi)
+        acc = _dot(xi, tl.trans(xj), xi_lo, tl.trans(xj_lo), acc, SPLIT)
+    nj = tl.load(norms + cols)
+    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
+    return -d
 
 
 @triton.jit
-def _log2_sums(L, idx, N):
-    """Base-2 log-sums (x, y, joint) at indices idx, from the (3, N) natural-log sums L."""
-    keep = idx < N
-    lx = tl.load(L + idx, mask=keep, other=0.0) * LOG2E
-    ly = tl.load(L + N + idx, mask=keep, other=0.0) * LOG2E
-    lj = tl.load(L + 2 * N + idx, mask=keep, other=0.0) * LOG2E
-    return lx, ly, lj
+def _exponent_tile(X, XL, norms, rows, cols, ni, N, lo, hi, stride, LOO: tl.constexpr, BM: tl.constexpr,
+                   BN: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr):
+    """-d_ij with the diagonal set to exactly 0 (resubstitution) or -inf (leave one out). A select on
+    every element: branching on tiles that cross the diagonal compiles to two selects (if-converted)."""
+    t = _neg_sq_dist(X, XL, norms, rows, cols, ni, N, lo, hi, stride, BM, BN, BK, SPLIT)
+    return tl.where(rows[:, None] == cols[None, :], float("-inf") if LOO else 0.0, t)
 
 
 @triton.jit
-def _online_log2_sum(m, s, t):
-    """Running (max, sum) of exp2 over a row: sum_j exp2(t_j) = exp2(m) * s (flash-attention style)."""
-    m_new = tl.maximum(m, tl.max(t, 1))
+def _add_to_slot(acc, slots, slot, t_sum):
+    return tl.where(slots[None, :] == slot, acc + t_sum[:, None], acc)
+
+
+@triton.jit
+def _online_slot(m, s, slots, slot, t):
+    """Running (max, sum) of exp2 over a row for one slot: sum_j exp2(t_j) = exp2(m) * s (flash-attention style)."""
+    here = slots[None, :] == slot
+    m_old = tl.max(tl.where(here, m, float("-inf")), 1)
+    m_new = tl.maximum(m_old, tl.max(t, 1))
     shift = tl.where(m_new == float("-inf"), 0.0, m_new)
-    s = s * tl.exp2(m - shift) + tl.sum(tl.exp2(t - shift[:, None]), 1)
-    return m_new, s
+    s_new = tl.sum(tl.where(here, s, 0.0), 1) * tl.exp2(m_old - shift) + tl.sum(tl.exp2(t - shift[:, None]), 1)
+    return tl.where(here, m_new[:, None], m), tl.where(here, s_new[:, None], s)
 
 
 @triton.jit
-def _kde_fwd_kernel(X, Y, NX, NY, L, N, row_start, row_stop, DX, DY, stride_x, stride_y, cols_per_split,
-                    LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    BKX: tl.constexpr, BKY: tl.constexpr, DOT_PRECISION: tl.constexpr, WIDE: tl.constexpr):
-    pid_m = tl.program_id(0)
-    split = tl.program_id(1)
-    n_splits = tl.num_programs(1)
-    rows = _indices(row_start + pid_m * BM, BM, WIDE)
-    # Without LOO every exponent is <= 0 and the diagonal gives exactly 0: the row max is 0, so
-    # plain sums in [1, N] need no rescaling and the joint term is exp2(tx) * exp2(ty) (2 exps/pair).
-    mx = tl.zeros((BM,), dtype=tl.float32)
-    my = tl.zeros((BM,), dtype=tl.float32)
-    mj = tl.zeros((BM,), dtype=tl.float32)
+def _layer_start(layer, O1, O2, O3, O4):
+    """The first column of a layer (offsets passed as scalars: no offsets tensor to copy to the GPU)."""
+    start = tl.where(layer == 1, O1, tl.where(layer == 2, O2, tl.where(layer == 3, O3, O4)))
+    return tl.multiple_of(tl.where(layer == 0, 0, start), 16)
+
+
+@triton.jit
+def _layer_exponents(X, XL, NORMS, NP, rows, cols, N, layer, O1, O2, O3, O4, stride, LOO: tl.constexpr,
+                     BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr):
+    """One layer's exponent tile -d^m_ij."""
+    norms = NORMS + layer * NP
+    lo, hi = _layer_start(layer, O1, O2, O3, O4), _layer_start(layer + 1, O1, O2, O3, O4)
+    return _exponent_tile(X, XL, norms, rows, cols, tl.load(norms + rows), N, lo, hi, stride, LOO, BM, BN, BK, SPLIT)
+
+
+@triton.jit
+def _accumulate(m, s, slots, slot, t, LOO: tl.constexpr):
+    """Slot += sum_j exp2(t_j): (m, s, the tile the next layer's joint needs: exp2(t), or t if LOO).
+    Without LOO every exponent is <= 0 and the diagonal gives exactly 0: the row max is 0, so plain
+    sums in [1, N] need no rescaling and the joint term is exp2(t^l) * exp2(t^(l+1))."""
     if LOO:
-        mx = mx + float("-inf")
-        my = my + float("-inf")
-        mj = mj + float("-inf")
-    sx = tl.zeros((BM,), dtype=tl.float32)
-    sy = tl.zeros((BM,), dtype=tl.float32)
-    sj = tl.zeros((BM,), dtype=tl.float32)
-    col_lo = split * cols_per_split
-    for start in range(col_lo, col_lo + cols_per_split, BN):
-        cols = _indices(start, BN, WIDE)
-        tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
-                                    BM, BN, BKX, BKY, DOT_PRECISION)
-        if LOO:
-            mx, sx = _online_log2_sum(mx, sx, tx)
-            my, sy = _online_log2_sum(my, sy, ty)
-            mj, sj = _online_log2_sum(mj, sj, tx + ty)
-        else:
-            ex = tl.exp2(tx)
-            ey = tl.exp2(ty)
-            sx += tl.sum(ex, 1)
-            sy += tl.sum(ey, 1)
-            sj += tl.sum(ex * ey, 1)
-    keep = rows < row_stop
-    n_out = row_stop - row_start
-    out = L + split * n_out + rows - row_start
-    tl.store(out, (mx + tl.log2(sx)) * LN2, mask=keep)
-    tl.store(out + n_splits * n_out, (my + tl.log2(sy)) * LN2, mask=keep)
-    tl.store(out + 2 * n_splits * n_out, (mj + tl.log2(sj)) * LN2, mask=keep)
+        m, s = _online_slot(m, s, slots, slot, t)
+        kept = t
+    else:
+        kept = tl.exp2(t)
+        s = _add_to_slot(s, slots, slot, tl.sum(kept, 1))
+    return m, s, kept
 
 
 @triton.jit
-def _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO: tl.constexpr):
-    """S^x_kj and S^y_kj of one tile from exponents t and base-2 log-sums l (rows i, columns j).
+def _kde_chain_fwd_kernel(X, XL, NORMS, L, N, NP, LAYERS, O1, O2, O3, O4, row_start, row_stop, stride, cols_per_split,
+                          LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+                          SLOTS: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
+    """Slots 0..LAYERS-1: ln S^m; slot LAYERS + l: ln J^l. Partial sums of one column split. Layer 0
+    is peeled off the layer loop, so the loop body (a marginal and a joint) has no branch."""
+    row_lo = row_start + tl.program_id(0) * BM
+    split = tl.program_id(1)
+    n_out = row_stop - row_start
+    if WIDE:
+        NP, n_out = NP.to(tl.int64), n_out.to(tl.int64)
+    rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
+    slots = tl.arange(0, SLOTS)
+    m = tl.zeros((BM, SLOTS), dtype=tl.float32)
+    if LOO:
+        m = m + float("-inf")
+    s = tl.zeros((BM, SLOTS), dtype=tl.float32)
+    col_lo = split * cols_per_split
+    for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
+        cols = _indices(start, BN, WIDE)
+        t = _layer_exponents(X, XL, NORMS, NP, rows, cols, N, 0, O1, O2, O3, O4, stride, LOO, BM, BN, BK, SPLIT)
+        m, s, previous = _accumulate(m, s, slots, 0, t, LOO)
+        for layer in range(1, LAYERS):
+            t = _layer_exponents(X, XL, NORMS, NP, rows, cols, N, layer, O1, O2, O3, O4, stride, LOO, BM, BN, BK,
+                                 SPLIT)
+            joint = t + previous if LOO else previous  # LOO: exponents add; else exp2 tiles multiply
+            m, s, current = _accumulate(m, s, slots, layer, t, LOO)
+            if LOO:
+                m, s, _ = _accumulate(m, s, slots, LAYERS + layer - 1, joint, LOO)
+            else:
+                s = _add_to_slot(s, slots, LAYERS + layer - 1, tl.sum(current * joint, 1))
+            previous = current
+    rows = _indices(row_lo, BM, WIDE)
+    out = L + slots[None, :] * (tl.num_programs(1) * n_out) + split * n_out + (rows - row_start)[:, None]
+    used = slots[None, :] < 2 * LAYERS - 1
+    tl.store(out, (m + tl.log2(tl.where(used, s, 1.0))) * LN2, mask=(rows[:, None] < row_stop) & used)
 
-    S^x_kj = P^x_kj + P^x_jk - P^J_kj - P^J_jk with P^x_kj = exp2(t_kj - l^x_k).
-    Without LOO l >= 0, so exp2(t) * (exp2(-l_k) + exp2(-l_j)) cannot overflow: 2 exps per pair.
+
+@triton.jit
+def _row_factors(F, idx, NP):
+    """Per-row factors (x, y, joint) of the backward at indices idx from the (3, NP) tensor F: 1/S
+    (resubstitution) or log2 S (leave one out), zero-padded to whole tiles."""
+    return tl.load(F + idx), tl.load(F + NP + idx), tl.load(F + 2 * NP + idx)
+
+
+@triton.jit
+def _pair_weights(tx, ty, fx_i, fx_j, fy_i, fy_j, fj_i, fj_j, LOO: tl.constexpr):
+    """S^x_kj and S^y_kj of one tile from exponents t and the row / column factors f.
+
+    S^x_kj = P^x_kj + P^x_jk - P^J_kj - P^J_jk with P^x_kj = exp2(t_kj) / S^x_k.
+    Without LOO S >= 1, so exp2(t) * (1/S_k + 1/S_j) cannot overflow: 2 exps per pair. With LOO the
+    factors are log2 S (S can be < 2^-126) and every P is exp2(t - log2 S): 6 exps per pair.
     """
     if LOO:
         tj = tx + ty
-        pj = tl.exp2(tj - lj_i[:, None]) + tl.exp2(tj - lj_j[None, :])
-        w_x = tl.exp2(tx - lx_i[:, None]) + tl.exp2(tx - lx_j[None, :]) - pj
-        w_y = tl.exp2(ty - ly_i[:, None]) + tl.exp2(ty - ly_j[None, :]) - pj
+        pj = tl.exp2(tj - fj_i[:, None]) + tl.exp2(tj - fj_j[None, :])
+        w_x = tl.exp2(tx - fx_i[:, None]) + tl.exp2(tx - fx_j[None, :]) - pj
+        w_y = tl.exp2(ty - fy_i[:, None]) + tl.exp2(ty - fy_j[None, :]) - pj
     else:
         ex = tl.exp2(tx)
         ey = tl.exp2(ty)
-        pj = ex * ey * (tl.exp2(-lj_i)[:, None] + tl.exp2(-lj_j)[None, :])
-        w_x = ex * (tl.exp2(-lx_i)[:, None] + tl.exp2(-lx_j)[None, :]) - pj
-        w_y = ey * (tl.exp2(-ly_i)[:, None] + tl.exp2(-ly_j)[None, :]) - pj
+        joint = fj_i[:, None] + fj_j[None, :]
+        w_x = ex * ((fx_i[:, None] + fx_j[None, :]) - ey * joint)
+        w_y = ey * ((fy_i[:, None] + fy_j[None, :]) - ex * joint)
     return w_x, w_y
 
 
 @triton.jit
-def _weighted_diff_tile(acc, w, X, rows, cols, feats, N, D, stride, DOT_PRECISION: tl.constexpr):
-    """acc += w @ X[cols, feats] (the sum_j S_kj x_j half of G_k)."""
-    xj = tl.load(X + cols[:, None] * stride + feats[None, :],
-                 mask=(cols[:, None] < N) & (feats[None, :] < D), other=0.0)
-    return tl.dot(w.to(xj.dtype), xj, acc, input_precision=DOT_PRECISION)
+def _tf32_parts(w):
+    """(hi, lo): w rounded to tf32 (10 mantissa bits, to nearest) and the exact remainder w - hi."""
+    hi = ((w.to(tl.int32, bitcast=True) + 0x1000) & -0x2000).to(tl.float32, bitcast=True)
+    return hi, w - hi
 
 
 @triton.jit
-def _store_grad(G, acc, rowsum, X, rows, row_start, row_stop, feats, D, stride):
+def _weighted_sum_tile(acc, w, X, XL, cols, feats, N, D, stride, SPLIT: tl.constexpr):
+    """acc += w @ X[cols, feats] (the sum_j S_kj x_j half of G_k)."""
+    cols = tl.minimum(cols, N - 1)
+    xj = _tile(X, cols, feats, stride, D)
+    if SPLIT:
+        w_hi, w_lo = _tf32_parts(w)
+        acc = _dot(w_hi, xj, w_lo, _tile(XL, cols, feats, stride, D), acc, SPLIT)
+    else:
+        acc = _dot(w.to(xj.dtype), xj, w, xj, acc, SPLIT)
+    return acc
+
+
+@triton.jit
+def _store_grad(G, acc, rowsum, X, XL, rows, row_start, row_stop, feats, D, stride, SPLIT: tl.constexpr):
     """G_k = (sum_j S_kj) x_k - sum_j S_kj x_j for one split's share of the columns."""
     mask = (rows[:, None] < row_stop) & (feats[None, :] < D)
     xi = tl.load(X + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0).to(tl.float32)
+    if SPLIT:
+        xi += tl.load(XL + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0)
     tl.store(G + (rows[:, None] - row_start) * D + feats[None, :], rowsum[:, None] * xi - acc, mask=mask)
 
 
 @triton.jit
-def _kde_bwd_kernel(X, Y, NX, NY, L, GX, GY, N, row_start, row_stop, DX, DY, stride_x, stride_y,
-                    cols_per_split,
-                    LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
-                    BKX: tl.constexpr, BKY: tl.constexpr, BF: tl.constexpr,
-                    DOT_PRECISION: tl.constexpr, WIDE: tl.constexpr):
-    pid_m = tl.program_id(0)
+def _kde_bwd_kernel(X, XL, Y, YL, NX, NY, F, GX, GY, N, NP, row_start, row_stop, DX, DY, stride_x, stride_y,
+                    cols_per_split, LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
+                    BKY: tl.constexpr, BF: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
+    row_lo = row_start + tl.program_id(0) * BM
     split = tl.program_id(1)
-    chunk = tl.program_id(2)
-    rows = _indices(row_start + pid_m * BM, BM, WIDE)
-    feats = chunk * BF + tl.arange(0, BF)
-    lx_i, ly_i, lj_i = _log2_sums(L, rows, N)
+    feats = tl.program_id(2) * BF + tl.arange(0, BF)
+    if WIDE:
+        NP = NP.to(tl.int64)
+    rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
+    nx_i = tl.load(NX + rows)
+    ny_i = tl.load(NY + rows)
+    fx_i, fy_i, fj_i = _row_factors(F, rows, NP)
     acc_x = tl.zeros((BM, BF), dtype=tl.float32)
     acc_y = tl.zeros((BM, BF), dtype=tl.float32)
     rowsum_x = tl.zeros((BM,), dtype=tl.float32)
     rowsum_y = tl.zeros((BM,), dtype=tl.float32)
     col_lo = split * cols_per_split
-    for start in range(col_lo, col_lo + cols_per_split, BN):
+    for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
         cols = _indices(start, BN, WIDE)
-        tx, ty = _neg_sq_dist_tiles(X, Y, NX, NY, rows, cols, N, DX, DY, stride_x, stride_y, LOO,
-                                    BM, BN, BKX, BKY, DOT_PRECISION)
-        lx_j, ly_j, lj_j = _log2_sums(L, cols, N)
-        w_x, w_y = _pair_weights(tx, ty, lx_i, lx_j, ly_i, ly_j, lj_i, lj_j, LOO)
+        tx = _exponent_tile(X, XL, NX, rows, cols, nx_i, N, 0, DX, stride_x, LOO, BM, BN, BKX, SPLIT)
+        ty = _exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, LOO, BM, BN, BKY, SPLIT)
+        fx_j, fy_j, fj_j = _row_factors(F, cols, NP)
+        w_x, w_y = _pair_weights(tx, ty, fx_i, fx_j, fy_i, fy_j, fj_i, fj_j, LOO)
         rowsum_x += tl.sum(w_x, 1)
         rowsum_y += tl.sum(w_y, 1)
-        acc_x = _weighted_diff_tile(acc_x, w_x, X, rows, cols, feats, N, DX, stride_x, DOT_PRECISION)
-        acc_y = _weighted_diff_tile(acc_y, w_y, Y, rows, cols, feats, N, DY, stride_y, DOT_PRECISION)
+        acc_x = _weighted_sum_tile(acc_x, w_x, X, XL, cols, feats, N, DX, stride_x, SPLIT)
+        acc_y = _weighted_sum_tile(acc_y, w_y, Y, YL, cols, feats, N, DY, stride_y, SPLIT)
+    rows = _indices(row_lo, BM, WIDE)
     n_out = row_stop - row_start
     if WIDE:
         split = split.to(tl.int64)
-    _store_grad(GX + split * n_out * DX, acc_x, rowsum_x, X, rows, row_start, row_stop, feats, DX, stride_x)
-    _store_grad(GY + split * n_out * DY, acc_y, rowsum_y, Y, rows, row_start, row_stop, feats, DY, stride_y)
+    _store_grad(GX + split * n_out * DX, acc_x, rowsum_x, X, XL, rows, row_start, row_stop, feats, DX, stride_x, SPLIT)
+    _store_grad(GY + split * n_out * DY, acc_y, rowsum_y, Y, YL, rows, row_start, row_stop, feats, DY, stride_y, SPLIT)
 
 
 # ----------------------------------------------------------------------------------- launchers
 
-FWD = dict(BM=64, BN=64, num_warps=4)
-BWD = dict(BM=64, BN=64, BF=64, num_warps=4)
+# Tiles (static report, README "Static GPU report"): the forward's 64 x 32 pairs at 4 warps, and the
+# backward's 64 x 32 at 8 warps (fp16/bf16) or 64 x 16 at 4 warps (fp32, whose MMA operands come in
+# two parts), keep every variant free of spills, the forward at 3-5 programs per SM.
+FWD = dict(BM=64, BN=32, num_warps=4, num_stages=2)
+BWD = dict(BM=64, num_stages=1)
 
 
-def _feature_block(d):
-    return max(16, min(64, triton.next_power_of_2(d)))
-
-
-def _dot_precision(dtype):
-    # tf32 alone truncates the operands and biases distances at D >= 256; tf32x3 keeps ~fp32 accuracy.
-    return "tf32x3" if dtype == torch.float32 else None  # fp16/bf16: tensor cores, fp32 accumulate
+def _feature_block(d, dtype):
+    # fp32 operands load two parts (hi, lo) per element: half the block of fp16/bf16, same shared memory
+    widest = 32 if dtype == torch.float32 else 64
+    return max(16, min(widest, triton.next_power_of_2(d)))
 
 
 def _row_range(rows, n):
@@ -231,62 +306,165 @@ def _column_splits(n, n_rows, bm, bn, splits, device):
     return cols_per_split, triton.cdiv(n, cols_per_split)
 
 
+def _aligned(layers):
+    """(x, offsets): the layers side by side in one new row-major tensor, each starting at a multiple
+    of ALIGN elements (zero columns in between)."""
+    offsets = [0]
+    for layer in layers:
+        offsets.append(offsets[-1] + triton.cdiv(layer.shape[1], ALIGN) * ALIGN)
+    first = layers[0]
+    x = torch.zeros((first.shape[0], offsets[-1]), dtype=first.dtype, device=first.device)
+    for layer, lo in zip(layers, offsets):
+        x[:, lo:lo + layer.shape[1]] = layer
+    return x, offsets
+
+
+def _layer_operand(x):
+    """x itself where it is row-major with an aligned start and stride, else an aligned copy."""
+    aligned = x.shape[1] % ALIGN == 0 and x.stride(0) % ALIGN == 0
+    return x if aligned and x.data_ptr() % (ALIGN * x.element_size()) == 0 else _aligned([x])[0]
+
+
+def _split_tf32(x):
+    """(hi, lo) float32 tensors, each exact in tf32, with hi + lo = x to ~2^-22 (the tf32x3 split)."""
+    def rounded(v):  # to 10 mantissa bits, to nearest
+        return ((v.view(torch.int32) + 0x1000) & -0x2000).view(torch.float32)
+    hi = rounded(x)
+    return hi, rounded(x - hi)
+
+
+def _mma_operands(x):
+    """(x, its lo part) for the kernels: float32 is split into tf32 hi + lo; fp16/bf16 go as they are
+    (the second pointer then unused)."""
+    return _split_tf32(x) if x.dtype == torch.float32 else (x, x)
+
+
+def _padded(rows, length, value):
+    """rows (R, N) as a contiguous (R, length) float32 tensor, the columns past N set to value."""
+    out = torch.full((rows.shape[0], length), value, dtype=torch.float32, device=rows.device)
+    out[:, :rows.shape[1]] = rows
+    return out
+
+
+def _sq_norms(x, offsets, block):
+    """(L, N padded to whole blocks with inf) float32 squared norms of each layer's rows, from the same
+    rounded operands that enter the MMAs, so that d_ii is ~0 and d_ij is consistent; a padded column's
+    distances are inf, so it adds nothing and needs no mask."""
+    squares = x.float().square()
+    norms = torch.stack([squares[:, lo:hi].sum(1) for lo, hi in zip(offsets[:-1], offsets[1:])])
+    return _padded(norms, triton.cdiv(x.shape[0], block) * block, float("inf"))
+
+
+def _chain_launch(x, offsets, loo, rows, splits, wide_offsets):
+    """Log-sums (2L - 1, rows) of the aligned operand x of at most MAX_LAYERS layers."""
+    n = x.shape[0]
+    start, stop = _row_range(rows, n)
+    layers = len(offsets) - 1
+    cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
+    partial = torch.empty((2 * layers - 1, n_splits, stop - start), device=x.device, dtype=torch.float32)
+    norms = _sq_norms(x, offsets, FWD["BN"])
+    grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
+    wide_offsets = wide(x, partial, norms) if wide_offsets is None else wide_offsets
+    block = _feature_block(max(hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])), x.dtype)
+    ends = offsets[1:] + [offsets[-1]] * (MAX_LAYERS - layers)
+    launch(_kde_chain_fwd_kernel, grid, *_mma_operands(x), norms, partial, n, norms.shape[1], layers, *ends, start,
+           stop, x.stride(0), cols_per_split, LOO=loo, BK=block, SLOTS=SLOTS, SPLIT=x.dtype == torch.float32,
+           WIDE=wide_offsets, **FWD)
+    return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
+
+
+def _check_offsets(x, offsets):
+    if (len(offsets) < 3 or offsets[0] != 0 or offsets[-1] != x.shape[1]
+            or any(hi <= lo for lo, hi in zip(offsets[:-1], offsets[1:]))):
+        raise ValueError(f"offsets must be L + 1 >= 3 increasing column offsets from 0 to {x.shape[1]}, got {offsets}")
+
+
+def chain_log_sums(x, offsets, loo, rows=None, splits=None):
+    """Natural-log kernel sums of rows start:stop (default all) against every column for L >= 2 layers
+    side by side in x (layer m: columns offsets[m]:offsets[m + 1]): float32 tensor (2L - 1, stop - start),
+    rows 0..L-1 the layers' ln S^m, rows L..2L-2 the successive pairs' ln J^l. One launch takes up to
+    MAX_LAYERS layers; longer chains go in windows that share their boundary layer."""
+    check_matrix(x, "x")
+    check_same_rows(("x", x))
+    offsets = [int(o) for o in offsets]
+    _check_offsets(x, offsets)
+    _row_range(rows, x.shape[0])
+    layers = [x[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+    marginals, joints = [], []
+    for first in range(0, len(layers) - 1, MAX_LAYERS - 1):
+        window = layers[first:first + MAX_LAYERS]
+        sums = _chain_launch(*_aligned(window), loo, rows, splits, None)
+        marginals.append(sums[:len(window)] if first == 0 else sums[1:len(window)])
+        joints.append(sums[len(window):])
+    return torch.cat(marginals + joints)
+
+
+def log_sums(x, y, loo, rows=None, splits=None, wide_offsets=None):
+    """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all) against every
+    column: float32 tensor (3, stop - start); the chain kernel on the pair. wide_offsets: int64
+    offsets (default: where needed)."""
+    _check_operands(x, y)
+    _row_range(rows, x.shape[0])
+    return _chain_launch(*_aligned([x, y]), loo, rows, splits, wide_offsets)
+
+
 def _check_operands(x, y):
     check_matrix(x, "x")
     check_matrix(y, "y", (x.dtype,))
     check_same_rows(("x", x), ("y", y))
 
 
-def _sq_norms(x):
-    # From the same rounded operands that enter tl.dot, so that d_ii is ~0 and d_ij is consistent.
-    return x.float().square().sum(1).contiguous()
+def _backward_factors(sums, loo, length):
+    """(3, length) float32: 1/S per row (resubstitution), or log2 S (leave one out), from ln S; zero past N."""
+    return _padded(sums * LOG2E.value if loo else torch.exp(-sums), length, 0.0)
 
 
-def _meta(x, y):
-    return dict(BKX=_feature_block(x.shape[1]), BKY=_feature_block(y.shape[1]), DOT_PRECISION=_dot_precision(x.dtype))
-
-
-def log_sums(x, y, loo, rows=None, splits=None, wide_offsets=None):
-    """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all) against every
-    column: float32 tensor (3, stop - start). wide_offsets: int64 offsets (default: where needed)."""
-    _check_operands(x, y)
-    n = x.shape[0]
-    start, stop = _row_range(rows, n)
-    cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
-    partial = torch.empty((3, n_splits, stop - start), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
-    wide_offsets = wide(x, y, partial) if wide_offsets is None else wide_offsets
-    launch(_kde_fwd_kernel, grid, x, y, _sq_norms(x), _sq_norms(y), partial, n, start, stop, x.shape[1],
-           y.shape[1], x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **FWD, **_meta(x, y))
-    return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
+def _backward_meta(x, y):
+    """Tiles of the backward. The output chunk BF: every chunk recomputes the pair tiles, so it is as
+    wide as two fp32 accumulators (x and y) allow without spilling: up to 128 features for fp16/bf16
+    (D = 512: pair work done 4 times, not 8), 64 for fp32, whose tf32 hi/lo parts take the registers."""
+    split = x.dtype == torch.float32
+    chunk = max(16, min(64 if split else 128, triton.next_power_of_2(max(x.shape[1], y.shape[1]))))
+    return dict(BN=16 if split else 32, num_warps=4 if split else 8, BF=chunk, SPLIT=split,
+                BKX=_feature_block(x.shape[1], x.dtype), BKY=_feature_block(y.shape[1], y.dtype), **BWD)
 
 
 def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
     """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32) of rows start:stop (default all), before
     the 2 ln2 / N factor; sums: (3, N) float32 log-sums, every row's."""
     _check_operands(x, y)
-    n, dx = x.shape
-    dy = y.shape[1]
+    n, widths = x.shape[0], (x.shape[1], y.shape[1])
     start, stop = _row_range(rows, n)
     if sums.shape != (3, n) or sums.dtype != torch.float32:
-        raise ValueError(f"sums must be the (3, {n}) float32 log-sums of every row, got {tuple(sums.shape)} {sums.dtype}")
-    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], BWD["BN"], splits, x.device)
+        raise ValueError(f"sums must be the (3, {n}) float32 log-sums of every row, got {tuple(sums.shape)} "
+                         f"{sums.dtype}")
+    x, y = _layer_operand(x), _layer_operand(y)
+    dx, dy = x.shape[1], y.shape[1]
+    meta = _backward_meta(x, y)
+    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], meta["BN"], splits, x.device)
     gx = torch.empty((n_splits, stop - start, dx), device=x.device, dtype=torch.float32)
     gy = torch.empty((n_splits, stop - start, dy), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), BWD["BF"]))
-    wide_offsets = wide(x, y, gx, gy) if wide_offsets is None else wide_offsets
-    launch(_kde_bwd_kernel, grid, x, y, _sq_norms(x), _sq_norms(y), sums.contiguous(), gx, gy, n, start, stop,
-           dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **BWD, **_meta(x, y))
-    return gx.sum(0), gy.sum(0)
+    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), meta["BF"]))
+    norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], meta["BN"])[0] for v in (x, y))
+    padded_n = norms_x.shape[0]
+    factors = _backward_factors(sums, loo, padded_n)
+    wide_offsets = wide(x, y, gx, gy, factors) if wide_offsets is None else wide_offsets
+    launch(_kde_bwd_kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, factors, gx, gy, n, padded_n,
+           start, stop, dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **meta)
+    return gx.sum(0)[:, :widths[0]], gy.sum(0)[:, :widths[1]]
 
 
 def compile_examples():
-    """Launches on small CPU tensors that select every variant the launchers use (for compile_check)."""
+    """Launches on small CPU tensors that select every variant the launchers use (for compile_check):
+    layer widths 64 (the launchers align every width to 16), D = 512 for the backward's 128-feature
+    chunk, and odd widths for the int64 variants."""
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        x, y = torch.randn(300, 70).to(dtype), torch.randn(300, 5).to(dtype)
+        x, y = torch.randn(300, 64).to(dtype), torch.randn(300, 64).to(dtype)
         for loo in (False, True):
             log_sums(x, y, loo, splits=2)
+            chain_log_sums(torch.cat([x, y, x], 1), [0, 64, 128, 192], loo, splits=2)
             pair_grads(x, y, torch.zeros(3, 300), loo, splits=2)
+        pair_grads(torch.randn(300, 512).to(dtype), torch.randn(300, 512).to(dtype), torch.zeros(3, 300), False)
     x, y = torch.randn(300, 70), torch.randn(300, 5)
     log_sums(x, y, False, splits=2, wide_offsets=True)
     pair_grads(x, y, torch.zeros(3, 300), False, splits=2, wide_offsets=True)

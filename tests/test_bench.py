@@ -38,13 +38,14 @@ def test_compare_worker_measures_both_methods():
     assert fast["seconds"] > 0 and dense["peak_mb"] >= 0
 
 
-def test_overhead_measures_three_timings():
+def test_overhead_measures_three_timings_and_the_cost_model():
     from torch import nn
 
     from bench import overhead
-    result = overhead.measure(lambda: (nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 10)), (5,), 64),
-                              "cpu", rounds=1)
+    result = overhead.measure(lambda: (nn.Sequential(nn.Linear(50, 160), nn.ReLU(), nn.Linear(160, 10)), (50,), 256),
+                              "cpu", rounds=1, max_samples="auto", budget=0.5)
     assert result["forward"] > 0 and result["step_with_regularizer"] > 0 and len(result["mi"]) == 1
+    assert 2 < result["samples"] < 256 and 0.4 < result["modelled_overhead"] <= 0.5
 
 
 def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
@@ -150,3 +151,11 @@ def test_output_goes_to_an_untracked_folder_and_plots_are_optional(tmp_path):
     assert json.load(open(json_path))["rows"][0]["n"] == 64
     assert "speed_cpu_float32_d3_fwd_bwd.png skipped: matplotlib is not installed" in proc.stdout
     assert git_status() == before
+
+
+def test_floor_model_reports_both_passes():
+    from bench import floor
+    row = floor.measure(n=512, d=8, reps=1, rounds=1)
+    assert row["floor_forward_s"] < row["floor_backward_s"]
+    for name in ("forward", "backward"):
+        assert row[f"{name}_s"] > 0 and row[f"{name}_over_floor"] == row[f"{name}_s"] / row[f"floor_{name}_s"]

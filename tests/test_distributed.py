@@ -35,6 +35,11 @@ def _worker(rank, init_file, out_dir, mode, backend, dtype, loo):
             value = fastmi.layer_mi(a_r, b_r, group=dist.group.WORLD, backend=backend, loo=loo)
             value.backward()
             result = dict(value=value.detach(), ga=a_r.grad, gb=b_r.grad)
+        elif mode == "chain":
+            c_r = (torch.tanh(a_r.detach() @ torch.ones(5, 2, dtype=dtype)) + b_r.detach()[:, :2]).requires_grad_()
+            values = fastmi.chain_mi([a_r, b_r, c_r], group=dist.group.WORLD, backend=backend)
+            (values * torch.tensor([1.0, -0.5], dtype=values.dtype)).sum().backward()
+            result = dict(value=values.detach(), ga=a_r.grad, gb=b_r.grad, gc=c_r.grad)
         elif mode == "regularizer":
             net = model()
             reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend=backend)
@@ -79,6 +84,21 @@ def test_global_batch_value_and_gradients(tmp_path, backend, dtype, loo, tol):
         assert float(r["value"]) == pytest.approx(float(single.detach()), abs=tol)
         torch.testing.assert_close(r["ga"], a.grad[start:start + size], atol=tol, rtol=1e-5)
         torch.testing.assert_close(r["gb"], b.grad[start:start + size], atol=tol, rtol=1e-5)
+        start += size
+
+
+@pytest.mark.parametrize("backend,dtype,tol", [("torch", torch.float64, 1e-12), ("triton", torch.float32, 2e-6)])
+def test_chain_over_the_global_batch(tmp_path, backend, dtype, tol):
+    ranks = run_ranks(tmp_path, "chain", backend, dtype)
+    a, b = (t.requires_grad_() for t in batch(dtype))
+    c = (torch.tanh(a.detach() @ torch.ones(5, 2, dtype=dtype)) + b.detach()[:, :2]).requires_grad_()
+    single = fastmi.chain_mi([a, b, c], backend=backend)
+    (single * torch.tensor([1.0, -0.5], dtype=single.dtype)).sum().backward()
+    start = 0
+    for size, r in zip(SIZES, ranks):
+        torch.testing.assert_close(r["value"], single.detach(), atol=tol, rtol=0)
+        for name, x in (("ga", a), ("gb", b), ("gc", c)):
+            torch.testing.assert_close(r[name], x.grad[start:start + size], atol=tol, rtol=1e-5)
         start += size
 
 

@@ -1,15 +1,79 @@
-"""Every Triton kernel compiles for Hopper and Ampere GPUs (cubin), checked on a machine without one.
+"""Every Triton kernel compiles for Hopper and Ampere GPUs (cubin), checked on a machine without one, and
+the static GPU report of the compiled variants holds: no KDE variant spills registers, the fp16/bf16
+(and fp32: tf32) KDE variants run their products on the tensor cores, exp2 counts match the math.
 
 The CPU tests run the kernels in the interpreter, which never invokes Triton's compiler."""
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_every_kernel_compiles_for_cuda_targets():
+from fastmi.kernels import static_report
+
+MMA = {"sm_90": "HGMMA", "sm_80": "HMMA"}  # warpgroup MMA on Hopper, mma.sync on Ampere
+MMA_TYPE = {"fp16": ".F32", "bf16": ".BF16", "fp32": ".TF32"}  # fp16 operands carry no suffix
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """(the compile check's stdout and exit status, the report it wrote): one run for every test here."""
+    path = tmp_path_factory.mktemp("report") / "static_gpu.json"
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
-    run = subprocess.run([sys.executable, "-m", "fastmi.kernels.compile_check"], cwd=Path(__file__).parents[1], env=env,
-                         capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, "-m", "fastmi.kernels.compile_check", "--report", str(path)],
+                         cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=900)
+    return run, json.loads(path.read_text()) if path.exists() else None
+
+
+def kde_variants(report):
+    return [entry for entry in report["variants"] if entry["kernel"].startswith("_kde")]
+
+
+def test_every_kernel_compiles_for_cuda_targets(compiled):
+    run, _ = compiled
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    assert " 0 failed" in run.stdout and "_eps_kernel" in run.stdout and "_kde_bwd_kernel" in run.stdout
+    assert " 0 failed" in run.stdout
+    for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_bin_hash_kernel", "_unit_mi_kernel", "_eps_kernel"):
+        assert kernel in run.stdout
+
+
+def test_report_schema(compiled):
+    _, report = compiled
+    static_report.check_schema(report)
+    assert {entry["arch"] for entry in report["variants"]} == {"sm_90", "sm_80"}
+    predicted = [entry for entry in report["variants"] if entry["prediction"]]
+    assert predicted and all(entry["arch"] == "sm_90" and entry["prediction"]["per_second"] > 0 for entry in predicted)
+    with pytest.raises(ValueError, match="registers"):
+        broken = json.loads(json.dumps(report))
+        del broken["variants"][0]["resources"]["registers"]
+        static_report.check_schema(broken)
+
+
+def test_no_kde_variant_spills(compiled):
+    _, report = compiled
+    spilling = [(static_report._name(e), e["arch"], e["resources"]) for e in kde_variants(report)
+                if e["resources"]["spill_stores"] or e["resources"]["spill_loads"] or e["resources"]["stack"]]
+    assert not spilling
+
+
+def test_kde_products_run_on_tensor_cores(compiled):
+    """Every KDE main loop issues MMAs of its operand type: HGMMA on sm_90, HMMA on sm_80."""
+    _, report = compiled
+    for entry in kde_variants(report):
+        opcodes = entry["loops"]["main"]["mma_instructions"]
+        family, suffix = MMA[entry["arch"]], MMA_TYPE[entry["dtype"]]
+        assert any(op.startswith(family) and suffix in op for op in opcodes), (static_report._name(entry), opcodes)
+
+
+def test_kde_exp2_count_is_the_ideal(compiled):
+    """Per tile and thread: the chain forward two exp2 per pair (one per layer), the backward two per pair
+    (its per-column factors come precomputed), without leave-one-out."""
+    _, report = compiled
+    for entry in kde_variants(report):
+        c = entry["constexprs"]
+        if c["LOO"]:
+            continue
+        pairs_per_thread = c["BM"] * c["BN"] // (32 * entry["num_warps"])
+        assert entry["loops"]["main"]["mufu_ex2"] == 2 * pairs_per_thread, static_report._name(entry)

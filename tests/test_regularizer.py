@@ -1,5 +1,6 @@
 """fastmi.Regularizer: hooks, value, gradients, options, errors, memory."""
 import gc
+import math
 import weakref
 
 import pytest
@@ -135,7 +136,7 @@ def test_activations_are_released_by_call():
 
 def test_no_growth_in_live_tensors_over_100_steps():
     model = mlp()
-    reg = fastmi.Regularizer(model, weight=0.1)
+    reg = fastmi.Regularizer(model, weight=0.1, backend="torch")
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
     def step():
@@ -180,3 +181,47 @@ def test_different_batch_sizes():
     b(data(12))
     with pytest.raises(ValueError, match=r"different batch sizes \[10, 12\]"):
         reg()
+
+
+def test_auto_samples_follow_the_cost_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    reg = fastmi.Regularizer(model, max_samples="auto", budget=0.5)
+    model(torch.randn(512, 20))
+    reg()
+    widths, fan_ins = [64, 64, 10], [20, 64, 64]
+    forward = 2 * 512 * sum(d * f for d, f in zip(widths, fan_ins))
+    expected = math.isqrt(int(0.5 * forward / sum(4 * d + fastmi.regularizer.PAIR_WORK for d in widths)))
+    assert reg.samples == expected and 2 < expected < 512
+    assert fastmi.Regularizer.auto_samples(512, widths, fan_ins, budget=1e6) == 512  # never more than N
+
+
+def test_auto_samples_count_conv_fan_in():
+    conv = nn.Conv2d(3, 8, 5, padding=2, groups=1)
+    assert fastmi.regularizer._fan_in(conv, (torch.randn(2, 3, 9, 9),)) == 3 * 25
+    grouped = nn.Conv1d(8, 8, 3, groups=4)
+    assert fastmi.regularizer._fan_in(grouped, (torch.randn(2, 8, 9),)) == 2 * 3
+    assert fastmi.regularizer._fan_in(nn.Tanh(), (torch.randn(2, 4, 5),)) == 20
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(max_samples="all"), "max_samples"), (dict(budget=2.0), "budget"),
+    (dict(max_samples="auto", budget=0), "budget"), (dict(max_samples=64, budget=1.0), "budget"),
+])
+def test_bad_sample_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fastmi.Regularizer(mlp(), **kwargs)
+
+
+def test_kde_term_is_the_chain_and_equals_per_pair_layer_mi():
+    model = mlp()
+    x = data(120).double()
+    model.double()
+    with fastmi.Regularizer(model, weight=1.0, sigma="silverman") as reg:  # widths 12, 8, 3: pair by pair
+        model(x)
+        value = reg()
+    h1 = model[0](x)
+    h2 = model[2](model[1](h1))
+    h3 = model[4](model[3](h2))
+    expected = fastmi.layer_mi(h1, h2, sigma="silverman") + fastmi.layer_mi(h2, h3, sigma="silverman")
+    assert float(value) == pytest.approx(-float(expected), abs=1e-12)

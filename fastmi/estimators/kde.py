@@ -5,16 +5,20 @@
 
 alpha_ij is the divergence between the Gaussian kernels at a_i and a_j: ||a_i - a_j||^2 / (2 sigma_a^2)
 for KL, / (8 sigma_a^2) for Bhattacharyya (Kolchinsky & Tracey 2017). The inputs are centred and
-scaled here so that a back-end only sees exp2(-||x_i - x_j||^2). Back-ends (kernels/kde.py,
-kde_torch.py) give row log-sums and pair gradients over a range of rows behind two custom ops; one
-autograd Function serves a single process and torch.distributed alike.
+scaled here so that a back-end only sees exp2(-||x_i - x_j||^2).
+
+Everything runs as a chain of L >= 2 layers side by side (a pair is the chain of two): the back-ends
+(kernels/kde.py, kde_torch.py) give the layers' marginal and the successive pairs' joint log-sums, and
+the gradients, over a range of rows behind two custom ops; one autograd Function serves a single
+process and torch.distributed alike. In a chain each layer's operand and kernel blocks are computed
+once and serve both pairs the layer belongs to.
 """
 import math
 
 import torch
 
 from .. import kernels
-from ..bandwidth import check_sigma, column_bandwidths, split_sigma
+from ..bandwidth import check_sigma, column_mean_std, depends_on_dimension, rule_factor, rule_of, split_sigma
 from ..inputs import check_bool, choice
 from ..warn import warn_user
 from . import kde_torch
@@ -23,7 +27,6 @@ from .base import Estimator
 LOG2E = 1.0 / math.log(2.0)
 DIVERGENCE_FACTOR = {"kl": 1.0 / 2.0, "bhattacharyya": 1.0 / 8.0}  # alpha = factor * ||da / sigma||^2
 SATURATION = 0.95  # warn when the estimate is within 5% of its ceiling ln N
-BACKENDS = {"triton": kernels.kde, "torch": kde_torch}  # each: log_sums(...), pair_grads(...)
 
 
 class KDE(Estimator):
@@ -43,21 +46,60 @@ class KDE(Estimator):
         self.loo = check_bool(loo, "loo")
 
     def __call__(self, a, b, backend, shard):
-        dtype = operand_dtype(backend, a)
-        a_all, b_all = (a, b) if shard is None else (shard.gather(a), shard.gather(b))
-        joint_dim = a.shape[1] + b.shape[1]
-        operands = []
-        for own, every, spec in zip((a, b), (a_all, b_all), split_sigma(self.sigma)):
-            mean, scale = operand_scale(every, spec, joint_dim, self.divergence)
-            x = kernel_operand(own, mean, scale, dtype)
-            operands.append((x, None if shard is None else kernel_operand(every, mean, scale, dtype)))
-        (x, x_all), (y, y_all) = operands
-        n = a_all.shape[0]
-        estimate = KDEEstimate.apply(x, y, x_all, y_all, self.loo, backend, shard)
-        estimate = estimate + math.log(n - 1 if self.loo else n)
-        if not torch.compiler.is_compiling():  # the check reads the value: a sync, and a graph break
-            _warn_if_saturated(float(estimate.detach()), n, self.sigma)
-        return estimate
+        return self.chain([a, b], backend, shard)[0]
+
+    def chain(self, layers, backend, shard):
+        """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype.
+
+        A layer's operand (centring, bandwidth, scale) is computed once where both pairs it belongs to
+        give it the same bandwidth: always for a float sigma and the "median" rule; for a rule of the
+        joint dimension (Silverman, Scott, a callable) only where the two pairs' Da + Db agree. Where
+        they do not, every pair is computed on its own."""
+        as_a, as_b = self._operand_keys([x.shape[1] for x in layers])
+        if as_a[1:] != as_b[:-1]:  # a middle layer would need two operands
+            return torch.cat([self.chain(layers[m:m + 2], backend, shard) for m in range(len(layers) - 1)])
+        dtype = operand_dtype(backend, layers[0])
+        everys = layers if shard is None else [shard.gather(x) for x in layers]
+        operands = [self._operand(x, every, key, dtype, shard)
+                    for x, every, key in zip(layers, everys, [as_a[0], *as_b])]
+        offsets = [0]
+        for x in layers:
+            offsets.append(offsets[-1] + x.shape[1])
+        x = torch.cat([own for own, _ in operands], dim=1)
+        x_all = None if shard is None else torch.cat([every for _, every in operands], dim=1)
+        n = everys[0].shape[0]
+        values = KDEChain.apply(x, x_all, offsets, self.loo, backend, shard)
+        values = values + math.log(n - 1 if self.loo else n)
+        if not torch.compiler.is_compiling():  # the check reads the values: a sync, and a graph break
+            _warn_if_saturated(values.detach(), n, self.sigma)
+        return values
+
+    def _operand_keys(self, widths):
+        """What a layer's operand depends on as the a of each pair and as the b of each pair:
+        two lists of (spec, joint dimension, or None where the bandwidth does not depend on it)."""
+        specs = split_sigma(self.sigma)
+        pairs = list(zip(widths[:-1], widths[1:]))
+        return tuple([(spec, da + db if depends_on_dimension(spec) else None) for da, db in pairs]
+                     for spec in specs)
+
+    def _operand(self, own, every, key, dtype, shard):
+        """(this process's rows, every row or None) of one layer as a back-end operand: centred, and
+        column c scaled by sqrt(factor * log2 e) / sigma_c. With a rule, sigma_c = std_c * factor, the
+        column means and stds in the autograd graph (under a shard: the global ones, whose gradient
+        sums every rank's partials) and the rule's factor detached."""
+        spec, joint_dim = key
+        work = torch.float64 if own.dtype == torch.float64 else torch.float32
+        own, every = own.to(work), every.to(work)
+        constant = math.sqrt(DIVERGENCE_FACTOR[self.divergence] * LOG2E)
+        n = every.shape[0]
+        if rule_of(spec) is None:
+            mean, scale = every.detach().mean(dim=0), constant / float(spec)
+        else:
+            mean, std = column_mean_std(own, None if shard is None else shard.sum_partials, n)
+            z = ((every - mean) / std).detach()
+            scale = constant / std / rule_factor(spec, n, joint_dim, z)
+        x = ((own - mean) * scale).to(dtype)
+        return x, None if shard is None else ((every - mean) * scale).detach().to(dtype)
 
 
 def operand_dtype(backend, like):
@@ -68,88 +110,124 @@ def operand_dtype(backend, like):
     return torch.float32 if like.dtype == torch.bfloat16 and not like.is_cuda else like.dtype
 
 
-@torch.no_grad()
-def operand_scale(x, spec, joint_dim, divergence):
-    """(mean, scale) of the map x -> (x - mean) * scale after which pair kernels are exp2(-d^2):
-    column c is scaled by sqrt(factor * log2 e) / sigma_c. Detached."""
-    work_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    bandwidths = column_bandwidths(x, spec, joint_dim)
-    scale = (math.sqrt(DIVERGENCE_FACTOR[divergence] * LOG2E) / bandwidths).to(work_dtype)
-    return x.to(work_dtype).mean(dim=0), scale
+class PairwiseChain:
+    """A chain back-end made of pair launchers (log_sums(x, y, ...), pair_grads(x, y, ...)): each
+    successive pair on its own; a chain kernel (chain_log_sums) is used where the module has one."""
+
+    def __init__(self, module):
+        self.module = module
+
+    @staticmethod
+    def cache_elements(n, offsets, loo, rows, dtype):
+        return 0  # the kernels recompute their tiles in the backward
+
+    def chain_log_sums(self, x, offsets, loo, rows=None, cache=None):
+        if hasattr(self.module, "chain_log_sums"):
+            return self.module.chain_log_sums(x, offsets, loo, rows=rows)
+        layers = _layer_views(x, offsets)
+        pairs = [self.module.log_sums(a, b, loo, rows=rows) for a, b in zip(layers[:-1], layers[1:])]
+        return torch.cat([torch.stack([p[0] for p in pairs] + [pairs[-1][1]]), torch.stack([p[2] for p in pairs])])
+
+    def chain_grads(self, x, offsets, sums, weights, loo, rows=None, cache=None):
+        layers = _layer_views(x, offsets)
+        count = len(layers)
+        start, stop = rows or (0, x.shape[0])
+        grads = torch.zeros((stop - start, x.shape[1]), dtype=torch.float32, device=x.device)
+        outputs = [grads[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+        for m in range(count - 1):
+            pair_sums = sums[[m, m + 1, count + m]].contiguous()
+            ga, gb = self.module.pair_grads(layers[m], layers[m + 1], pair_sums, loo, rows=rows)
+            outputs[m].add_(ga * weights[m])
+            outputs[m + 1].add_(gb * weights[m])
+        return grads
 
 
-def kernel_operand(x, mean, scale, dtype):
-    # centring: distances are translation invariant, and it limits cancellation in the Gram trick
-    return ((x.to(mean.dtype) - mean) * scale).to(dtype).contiguous()
+def _layer_views(x, offsets):
+    return [x[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+
+
+# name -> cache_elements(...), chain_log_sums(...), chain_grads(...)
+BACKENDS = {"triton": PairwiseChain(kernels.kde), "torch": kde_torch}
 
 
 # Custom ops, so that torch.compile and torch.export see one opaque op (with a fake implementation
 # for shapes) instead of a graph break at the kernel launch. Rows row_start:row_stop against every column.
 
-def _log_sum_dtype(x, backend):
+def _sum_dtype(x, backend):
     return torch.float32 if backend == "triton" else x.dtype
 
 
-@torch.library.custom_op("fastmi::kde_log_sums", mutates_args=())
-def log_sums_op(x: torch.Tensor, y: torch.Tensor, loo: bool, backend: str, row_start: int,
-                row_stop: int) -> torch.Tensor:
-    """(3, rows) natural-log kernel sums ln SX, ln SY, ln SJ of pre-scaled x, y."""
-    return BACKENDS[backend].log_sums(x, y, loo, rows=(row_start, row_stop))
+def _cache_elements(x, offsets, loo, backend, row_start, row_stop):
+    return BACKENDS[backend].cache_elements(x.shape[0], offsets, loo, (row_start, row_stop), x.dtype)
 
 
-@log_sums_op.register_fake
-def _(x, y, loo, backend, row_start, row_stop):
-    return x.new_empty((3, row_stop - row_start), dtype=_log_sum_dtype(x, backend))
+@torch.library.custom_op("fastmi::kde_chain_log_sums", mutates_args=())
+def chain_log_sums_op(x: torch.Tensor, offsets: list[int], loo: bool, backend: str, row_start: int,
+                      row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2L - 1, rows) natural-log kernel sums (the layers' marginals, then the successive pairs' joints),
+    and the kernel tiles the back-end keeps for the backward (a flat tensor, empty where it keeps none)."""
+    cache = x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),))
+    sums = BACKENDS[backend].chain_log_sums(x, offsets, loo, rows=(row_start, row_stop),
+                                            cache=cache if cache.numel() else None)
+    return sums, cache
 
 
-@torch.library.custom_op("fastmi::kde_pair_grads", mutates_args=())
-def pair_grads_op(x: torch.Tensor, y: torch.Tensor, log_sums: torch.Tensor, loo: bool, backend: str,
-                  row_start: int, row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """G_k = sum_j S_kj (x_k - x_j) for x and y (docs/design.md, "The KDE estimator", backward); log_sums: every row's."""
-    return BACKENDS[backend].pair_grads(x, y, log_sums, loo, rows=(row_start, row_stop))
+@chain_log_sums_op.register_fake
+def _(x, offsets, loo, backend, row_start, row_stop):
+    return (x.new_empty((2 * len(offsets) - 3, row_stop - row_start), dtype=_sum_dtype(x, backend)),
+            x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),)))
 
 
-@pair_grads_op.register_fake
-def _(x, y, log_sums, loo, backend, row_start, row_stop):
-    dtype = _log_sum_dtype(x, backend)
-    rows = row_stop - row_start
-    return x.new_empty((rows, x.shape[1]), dtype=dtype), y.new_empty((rows, y.shape[1]), dtype=dtype)
+@torch.library.custom_op("fastmi::kde_chain_grads", mutates_args=())
+def chain_grads_op(x: torch.Tensor, offsets: list[int], sums: torch.Tensor, weights: torch.Tensor,
+                   cache: torch.Tensor, loo: bool, backend: str, row_start: int, row_stop: int) -> torch.Tensor:
+    """d(sum_l weights_l * sum of pair l's row terms)/dx before the factor 2 ln2 / N; sums: every row's."""
+    return BACKENDS[backend].chain_grads(x, offsets, sums, weights, loo, rows=(row_start, row_stop),
+                                         cache=cache if cache.numel() else None)
 
 
-class KDEEstimate(torch.autograd.Function):
-    """mean_i (ln SJ_i - ln SA_i - ln SB_i) over the whole batch, differentiable in x and y.
+@chain_grads_op.register_fake
+def _(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop):
+    return x.new_empty((row_stop - row_start, x.shape[1]), dtype=_sum_dtype(x, backend))
 
-    x, y: this process's rows; x_all, y_all: None without a shard, else every rank's rows (gathered,
-    detached). A rank sums its own rows against every column and the sums are all-reduced; the backward
-    needs no collective: the gathered log-sums of every row give each rank the global estimate's
-    gradient for its own rows."""
+
+class KDEChain(torch.autograd.Function):
+    """(L - 1,) mean_i (ln J^l_i - ln S^l_i - ln S^{l+1}_i) over the whole batch, for each successive pair
+    of the L layers side by side in x (columns offsets[m]:offsets[m+1]); differentiable in x.
+
+    x: this process's rows; x_all: None without a shard, else every rank's rows (gathered, detached).
+    A rank sums its own rows against every column and the sums are all-reduced; the gathered log-sums
+    of every row give each rank the global estimate's gradient for its own rows, with no collective."""
 
     @staticmethod
-    def forward(ctx, x, y, x_all, y_all, loo, backend, shard):
+    def forward(ctx, x, x_all, offsets, loo, backend, shard):
         if shard is None:
-            x_all, y_all = x, y
+            x_all = x
         rows = (0, x_all.shape[0]) if shard is None else shard.rows
-        own = log_sums_op(x_all, y_all, loo, backend, *rows)
+        own, cache = chain_log_sums_op(x_all, offsets, loo, backend, *rows)
         every = own if shard is None else shard.gather(own, dim=1)
-        total = (own[2] - own[0] - own[1]).sum()
-        ctx.save_for_backward(x_all, y_all, every)
-        ctx.loo, ctx.backend, ctx.rows = loo, backend, rows
-        return (total if shard is None else shard.sum(total)) / every.shape[1]
+        count = len(offsets) - 1
+        totals = (own[count:] - own[:count - 1] - own[1:count]).sum(dim=1)
+        ctx.save_for_backward(x_all, every, cache)
+        ctx.offsets, ctx.loo, ctx.backend, ctx.rows = offsets, loo, backend, rows
+        return (totals if shard is None else shard.sum(totals)) / every.shape[1]
 
     @staticmethod
     def backward(ctx, grad):
-        x_all, y_all, every = ctx.saved_tensors
-        gx, gy = pair_grads_op(x_all, y_all, every, ctx.loo, ctx.backend, *ctx.rows)
-        # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j S_kj (x_k - x_j)
-        scale = grad * (2.0 * math.log(2.0) / every.shape[1])
-        return (gx * scale).to(x_all.dtype), (gy * scale).to(y_all.dtype), None, None, None, None, None
+        x_all, every, cache = ctx.saved_tensors
+        weights = grad.to(every.dtype)
+        g = chain_grads_op(x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend, *ctx.rows)
+        # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j W_kj (x_k - x_j)
+        return (g * (2.0 * math.log(2.0) / every.shape[1])).to(x_all.dtype), None, None, None, None, None
 
 
-def _warn_if_saturated(value, n, sigma):
+def _warn_if_saturated(values, n, sigma):
     ceiling = math.log(n)
-    if value >= SATURATION * ceiling:
+    saturated = [(m, float(v)) for m, v in enumerate(values.tolist()) if v >= SATURATION * ceiling]
+    if saturated:
+        which = "" if len(values) == 1 else f" (successive pairs {[m for m, _ in saturated]})"
         warn_user(
-            f"KDE MI estimate {value:.4g} nats is within {100 * (1 - SATURATION):.0f}% of its ceiling "
-            f"ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
+            f"KDE MI estimate {saturated[0][1]:.4g} nats{which} is within {100 * (1 - SATURATION):.0f}% of its "
+            f"ceiling ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
             "every point only sees itself and the estimate is saturated. Use a larger sigma (a float in "
             "the data's units, or a pair of them) or more samples.")
