@@ -98,8 +98,15 @@ JOBS = dict(default=default, speed=speed, memory=speed, cpu=cpu, accuracy=accura
             overhead=overhead, histogram=histogram, ksg=ksg, gpu=gpu)
 
 
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _ints(text):
-    return [int(v) for v in text.split(",")]
+    return [_positive(v) for v in text.split(",")]
 
 
 def _methods(text):
@@ -117,10 +124,10 @@ def parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("job", nargs="?", default="default", choices=list(JOBS))
     p.add_argument("--sizes", type=_ints, default=[1024, 2048, 4096, 8192], help="speed: N values, e.g. 1024,4096")
-    p.add_argument("--dim", type=int, default=64, help="speed: D of each input")
+    p.add_argument("--dim", type=_positive, default=64, help="speed: D of each input")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per measurement (median reported)")
+    p.add_argument("--repeats", type=_positive, default=3, help="timed runs per measurement (median reported)")
     p.add_argument("--methods", type=_methods, default=METHODS, help=f"comma-separated subset of {list(METHODS)}")
     p.add_argument("--forward-only", action="store_true", help="speed: time the forward pass only")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before a measurement is reported as timed out")

@@ -12,7 +12,7 @@ from .backend import BACKENDS, full_precision, resolve
 from .distributed import shard_of
 from .estimators import ESTIMATORS
 from .estimators.unit import UnitMI
-from .inputs import chained_samples, choice, paired_samples, result_dtype
+from .inputs import as_tensors, chained_samples, choice, paired_samples, plain_result, result_dtype
 
 UNITS = ("nats", "bits")
 REDUCTIONS = ("none", "mean", "sum")
@@ -83,8 +83,8 @@ def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, gr
     """
     estimator = make_estimator("kde", kde_options)
     _check_common(units, backend)
-    layers = chained_samples(activations, check_finite)
-    values = _evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, group)
+    layers, shard = _validated(lambda min_rows: chained_samples(activations, check_finite, min_rows), group)
+    values = _evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, shard)
     return _in_units(values.to(result_dtype(*layers)), units)
 
 
@@ -100,14 +100,17 @@ def make_estimator(name, options):
 
 def _estimate(estimator, a, b, units, backend, check_finite, group, compute=None):
     _check_common(units, backend)
-    a, b = paired_samples(a, b, check_finite, allow_integer=estimator.takes_symbols)
     if group is not None and not estimator.supports_group:
         raise ValueError(f"group= is not supported by estimator={estimator.name!r} "
                          "(gather the rows and call it on one rank)")
+    (a, b), plain = as_tensors([("a", a), ("b", b)])
+    (a, b), shard = _validated(lambda min_rows: paired_samples(a, b, check_finite, estimator.takes_symbols, min_rows),
+                               group)
     a_in, b_in, mark = _nan_as_result(a, b, guard=estimator.nan_blind and not check_finite)
     value = _evaluate(lambda resolved, shard: (compute or estimator)(a_in, b_in, resolved, shard), [a, b],
-                      backend, group)
-    return _in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
+                      backend, shard)
+    value = _in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
+    return plain_result(value) if plain else value
 
 
 def _check_common(units, backend):
@@ -115,9 +118,21 @@ def _check_common(units, backend):
     choice(backend, "backend", BACKENDS)
 
 
-def _evaluate(compute, inputs, backend, group):
-    """compute(back-end, shard) with the back-end resolved once, the Shard of `group`, autocast off."""
-    shard = None if group is None else shard_of(inputs, group)
+def _validated(validate, group):
+    """(validate(min_rows), shard): without a group, validation's errors are raised here; with one,
+    every rank first agrees on validity (distributed.shard_of), so a bad rank cannot leave the others
+    waiting in a collective."""
+    if group is None:
+        return validate(2), None
+    try:
+        layers, error = validate(0), None
+    except (TypeError, ValueError) as e:
+        layers, error = None, e
+    return layers, shard_of(layers, group, error)
+
+
+def _evaluate(compute, inputs, backend, shard):
+    """compute(back-end, shard) with the back-end resolved once, autocast off."""
     like = next((x for x in inputs if x.is_floating_point()), inputs[0])
     with full_precision(like.device):
         return compute(resolve(backend, like), shard)

@@ -79,19 +79,37 @@ def split_sigma(sigma):
 
 
 def column_mean_std(x, sum_rows=None, n=None):
-    """Column means and sample standard deviations (N - 1 in the denominator; 1 for a constant column),
-    differentiable, with a zero gradient (not NaN) where a column is constant. Under torch.distributed,
-    sum_rows(t) sums a (D,) partial over every process and n is the global number of rows."""
+    """Column means and sample standard deviations (N - 1 in the denominator), differentiable. A column
+    is constant, with std 1 and a zero gradient (not NaN), when its spread is at the rounding level of
+    its mean (N eps |mean|: the mean of N equal values is not exactly that value). Under
+    torch.distributed, sum_rows(t) sums a (D,) partial over every process and n is the global number
+    of rows."""
     sum_rows = sum_rows or (lambda t: t)
     n = x.shape[0] if n is None else n
     mean = sum_rows(x.sum(dim=0)) / n
     var = sum_rows((x - mean).square().sum(dim=0)) / max(n - 1, 1)
-    return mean, torch.where(var > 0, var, torch.ones_like(var)).sqrt()
+    spread = var > (n * torch.finfo(x.dtype).eps * mean.detach().abs()).square()
+    return mean, torch.where(spread, var, torch.ones_like(var)).sqrt()
+
+
+def power_of_two(magnitude):
+    """A power of two within a factor 2 of each (non-negative) magnitude, 1 where it is 0 or not finite:
+    dividing by it is exact and brings any float's range (subnormal to near-overflow) to about 1."""
+    exponent = torch.frexp(magnitude).exponent
+    scale = torch.ldexp(torch.ones_like(magnitude), exponent)
+    return torch.where(torch.isfinite(magnitude) & (magnitude > 0), scale, torch.ones_like(magnitude))
+
+
+def column_scales(x):
+    """(D,) power of two near each column's largest |value| (detached): x / scales is in [-1, 1]."""
+    return power_of_two(x.detach().abs().amax(dim=0)) if x.shape[0] else torch.ones_like(x[0])
 
 
 def column_std(x):
-    """(D,) sample standard deviation of each column, 1 for constant columns (they add no distance anyway)."""
-    return column_mean_std(x)[1]
+    """(D,) sample standard deviation of each column, 1 for constant columns (they add no distance anyway),
+    computed on the rescaled columns so that neither subnormal nor huge values lose it."""
+    scales = column_scales(x)
+    return column_mean_std(x / scales)[1] * scales
 
 
 def rule_of(spec):

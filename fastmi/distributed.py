@@ -83,15 +83,27 @@ class _SumPartialsOverRanks(torch.autograd.Function):
         return ctx.shard.sum(grad), None
 
 
-def shard_of(layers, group):
-    """Check the group and the ranks' shapes (of the (N, D) matrices `layers`); this rank's Shard."""
+def shard_of(layers, group, error=None):
+    """This rank's Shard, once every rank agrees that the global batch is valid: one all-gather of
+    each rank's shapes, or of the error its own validation raised (`error`, with `layers` None). Every
+    rank then raises the same error (the first failing rank's, named), so none waits for a collective
+    that a failed rank never joins; N >= 2 is checked on the global batch."""
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("layer_mi(..., group=...) needs torch.distributed to be initialised "
                            "(torch.distributed.init_process_group) first")
-    shape = torch.tensor([layers[0].shape[0], *(x.shape[1] for x in layers)], device=layers[0].device)
-    shapes = [torch.empty_like(shape) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(shapes, shape, group=group)
-    widths = [tuple(int(v) for v in s[1:]) for s in shapes]
+    mine = (None, [layers[0].shape[0], *(x.shape[1] for x in layers)]) if error is None else \
+        ((type(error).__name__, str(error)), None)
+    every = [None] * dist.get_world_size(group)
+    dist.all_gather_object(every, mine, group=group)
+    failed = [(rank, failure) for rank, (failure, _) in enumerate(every) if failure is not None]
+    if failed:
+        rank, (kind, message) = failed[0]
+        raise (TypeError if kind == "TypeError" else ValueError)(f"rank {rank}: {message}")
+    shapes = [shape for _, shape in every]
+    widths = [tuple(shape[1:]) for shape in shapes]
     if len(set(widths)) > 1:
         raise ValueError(f"the ranks hold different feature widths {widths}; every rank must pass the same layers")
-    return Shard(group, [int(s[0]) for s in shapes], dist.get_rank(group))
+    sizes = [shape[0] for shape in shapes]
+    if sum(sizes) < 2:
+        raise ValueError(f"MI needs at least 2 samples in the global batch, got N = {sum(sizes)} (ranks: {sizes})")
+    return Shard(group, sizes, dist.get_rank(group))

@@ -3,7 +3,34 @@
 import functools
 import math
 
+import numpy as np
 import torch
+
+
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def as_tensors(named):
+    """[(name, input)] -> (tensors, plain): array-likes (numpy arrays, nested lists) become tensors on
+    the device of the tensor among the inputs, if any; plain is True when no input was a tensor, and
+    the caller then gives back Python floats and numpy arrays (plain_result)."""
+    like = next((x for _, x in named if isinstance(x, torch.Tensor)), None)
+    tensors = []
+    for name, x in named:
+        if not isinstance(x, torch.Tensor):
+            try:  # through numpy: Python floats stay float64, as numpy arrays of them are
+                x = torch.as_tensor(np.asarray(x), device=None if like is None else like.device)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f"{name} must be a torch.Tensor or an array-like of numbers, got "
+                                f"{type(x).__name__}") from e
+        tensors.append(x)
+    return tensors, like is None
+
+
+def plain_result(value):
+    """A result for array-like inputs: a Python float for a 0-d tensor, else a numpy array."""
+    value = value.detach().cpu()
+    return value.item() if value.dim() == 0 else value.numpy()
 
 
 def as_sample_matrix(x, name, allow_integer=False):
@@ -11,9 +38,9 @@ def as_sample_matrix(x, name, allow_integer=False):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     integer = not x.is_floating_point() and not x.is_complex()
-    if not (x.is_floating_point() or (allow_integer and integer)):
-        kinds = "a floating or integer dtype" if allow_integer else "a floating dtype"
-        raise TypeError(f"{name} must have {kinds}, got {x.dtype}")
+    if not (x.dtype in FLOATING or (allow_integer and integer)):
+        kinds = "float16, bfloat16, float32 or float64" + (" (or integer symbols)" if allow_integer else "")
+        raise TypeError(f"{name} must have a floating dtype ({kinds}), got {x.dtype}; convert with .float()")
     if x.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension, got a 0-d tensor")
     x = x.reshape(x.shape[0], math.prod(x.shape[1:]))
@@ -22,26 +49,28 @@ def as_sample_matrix(x, name, allow_integer=False):
     return x
 
 
-def paired_samples(a, b, check_finite=True, allow_integer=False):
+def paired_samples(a, b, check_finite=True, allow_integer=False, min_rows=2):
     """Validate a pair of activation matrices with paired rows; return them as (N, Da), (N, Db).
     Two floating inputs are promoted to their common dtype; integer inputs (allow_integer) stay as
     they are."""
-    return tuple(sample_matrices([("a", a), ("b", b)], check_finite, allow_integer))
+    return tuple(sample_matrices([("a", a), ("b", b)], check_finite, allow_integer, min_rows))
 
 
-def chained_samples(activations, check_finite=True):
+def chained_samples(activations, check_finite=True, min_rows=2):
     """Validate a list of L >= 2 activation tensors with paired rows (errors name the index); return
     them as (N, D_m) matrices of one floating dtype."""
     if not isinstance(activations, (list, tuple)):
         raise TypeError(f"activations must be a list or tuple of tensors, got {type(activations).__name__}")
     if len(activations) < 2:
         raise ValueError(f"MI between successive layers needs at least two activations, got {len(activations)}")
-    return sample_matrices([(f"activations[{m}]", h) for m, h in enumerate(activations)], check_finite)
+    return sample_matrices([(f"activations[{m}]", h) for m, h in enumerate(activations)], check_finite,
+                           min_rows=min_rows)
 
 
-def sample_matrices(named, check_finite=True, allow_integer=False):
+def sample_matrices(named, check_finite=True, allow_integer=False, min_rows=2):
     """[(name, tensor)] -> validated (N, D) matrices with paired rows on one device; floating ones
-    promoted to their common dtype."""
+    promoted to their common dtype. min_rows: 2, or 0 for one rank's shard (the global batch is
+    checked by fastmi.distributed.shard_of)."""
     matrices = [as_sample_matrix(x, name, allow_integer) for name, x in named]
     (first_name, first), first_raw = (named[0][0], matrices[0]), named[0][1]
     for (name, raw), x in zip(named[1:], matrices[1:]):
@@ -50,7 +79,7 @@ def sample_matrices(named, check_finite=True, allow_integer=False):
         if x.shape[0] != first.shape[0]:
             raise ValueError(f"{first_name} and {name} must have the same number of samples (dim 0): {first_name} "
                              f"has shape {tuple(first_raw.shape)}, {name} has shape {tuple(raw.shape)}")
-    if first.shape[0] < 2:
+    if first.shape[0] < min_rows:
         raise ValueError(f"MI needs at least 2 samples, got N = {first.shape[0]}")
     if check_finite:
         for (name, _), x in zip(named, matrices):

@@ -19,6 +19,9 @@ class MILog:
         self.steps, self.values = [], []
 
     def __call__(self, step=None):
+        if not self.regularizer.last:
+            raise RuntimeError("MILog: the Regularizer has no MI values yet; call reg() after a forward pass, "
+                               "then log")
         step = len(self.steps) if step is None else step
         values = list(self.regularizer.last)
         self.steps.append(step)
@@ -33,10 +36,13 @@ class MILog:
 
     def plot(self, path, title="MI between successive layers"):
         """PNG of each pair's MI against the step."""
+        if not self.values:
+            raise ValueError("MILog.plot: nothing logged yet")
         fig = new_figure(figsize=(6, 4))
         ax = fig.subplots()
-        for k in range(len(self.values[0]) if self.values else 0):
-            ax.plot(self.steps, [v[k] for v in self.values], label=f"I(h{k + 1}; h{k + 2})")
+        for k in range(max(map(len, self.values), default=0)):  # the number of pairs may change between steps
+            logged = [(step, v[k]) for step, v in zip(self.steps, self.values) if len(v) > k]
+            ax.plot(*zip(*logged), label=f"I(h{k + 1}; h{k + 2})")
         ax.set(xlabel="step", ylabel="MI", title=title)
         ax.legend()
         fig.tight_layout()
@@ -58,6 +64,8 @@ def information_plane_point(x, layers, labels, **layer_mi_kwargs):
 def plot_information_plane(points, path, title="Information plane"):
     """PNG of the information plane from a list of per-epoch (i_xt, i_ty) points, one line per layer,
     coloured by epoch."""
+    if not points:
+        raise ValueError("plot_information_plane needs at least one (i_xt, i_ty) point")
     fig = new_figure(figsize=(6, 4.5))
     ax = fig.subplots()
     layers = len(points[0][0])

@@ -1,13 +1,16 @@
 """fastmi.Regularizer: an MI term between successive layers of a model, for the training loss."""
 import inspect
 import math
+import weakref
 
 import torch
 from torch import nn
 
-from .api import chain_mi, layer_mi, make_estimator
+from .api import UNITS, chain_mi, layer_mi, make_estimator
+from .backend import BACKENDS
 from .estimators import ESTIMATORS
 from .inputs import choice
+from .warn import warn_user
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PAIR_WORK = 64  # kappa: per pair of rows and layer, the exps, sums and weights in flop-equivalents (CPU)
@@ -50,10 +53,17 @@ class Regularizer:
 
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
                  every=1, seed=0, budget=None, **estimator_kwargs):
-        options = {k: v for k, v in estimator_kwargs.items() if k not in inspect.signature(layer_mi).parameters}
+        common = inspect.signature(layer_mi).parameters
+        options = {k: v for k, v in estimator_kwargs.items() if k not in common}
         if not make_estimator(choice(estimator, "estimator", tuple(ESTIMATORS)), options).differentiable:
             raise ValueError("the Regularizer needs a differentiable estimator: 'kde', or 'unit' with soft=True; "
                              f"got estimator={estimator!r} with {options}")
+        choice(estimator_kwargs.get("units", "nats"), "units", UNITS)
+        choice(estimator_kwargs.get("backend", "auto"), "backend", BACKENDS)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ValueError(f"weight must be a finite number, got {weight!r}")
+        if not isinstance(maximize, bool):
+            raise TypeError(f"maximize must be a bool, got {maximize!r}")
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}")
         if not (max_samples is None or max_samples == "auto" or (isinstance(max_samples, int) and max_samples >= 2)):
@@ -70,18 +80,16 @@ class Regularizer:
         self._calls = 0
         self._captured = {}  # module index -> latest output, in the order the modules ran
         self._generator = torch.Generator().manual_seed(seed)
-        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
+        self._handles = [m.register_forward_hook(_Capture(self, i)) for i, m in enumerate(self.modules)]
 
-    def _hook(self, index):
-        def capture(module, inputs, output):
-            if self._calls % self.every != 0:
-                return  # this step will not compute: keep nothing alive
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            self._captured.pop(index, None)  # a module that runs twice counts at its latest run
-            self._captured[index] = output
-            self._fan_in[index] = _fan_in(module, inputs)
-        return capture
+    def _capture(self, index, module, inputs, output):
+        if self._calls % self.every != 0:
+            return  # this step will not compute: keep nothing alive
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        self._captured.pop(index, None)  # a module that runs twice counts at its latest run
+        self._captured[index] = output
+        self._fan_in[index] = _fan_in(module, inputs)
 
     def __call__(self):
         computing = self._calls % self.every == 0
@@ -92,6 +100,7 @@ class Regularizer:
         if not computing:
             return torch.zeros((), device=self._device())
         activations = [h.reshape(h.shape[0], -1) for h in self._captured.values()]
+        self._warn_if_no_gradient(activations)
         fan_ins = [self._fan_in[index] for index in self._captured]
         self._captured = {}
         activations = self._subsample(activations, fan_ins)
@@ -103,6 +112,13 @@ class Regularizer:
         self.last = values.detach().tolist()
         total = values.sum()
         return -self.weight * total if self.maximize else self.weight * total
+
+    def _warn_if_no_gradient(self, activations):
+        training = torch.is_grad_enabled() and any(m.training for m in self.modules)
+        if training and not any(h.requires_grad for h in activations):
+            warn_user("Regularizer: the watched layers' latest outputs carry no gradient (their forward ran "
+                      "under torch.no_grad(), e.g. a validation pass), so reg() measures that pass and its "
+                      "term gives the model no gradient; call reg() right after the training forward")
 
     def _subsample(self, activations, fan_ins):
         sizes = [h.shape[0] for h in activations]
@@ -159,7 +175,35 @@ class Regularizer:
         return False
 
 
+class _Capture:
+    """The forward hook of one watched module. It refers to its Regularizer weakly and acts only on the
+    module it was registered on, so a deep copy of the model (an EMA copy, say) carries an inert hook,
+    and a pickled or saved model carries one that does nothing."""
+
+    def __init__(self, regularizer, index):
+        self.regularizer, self.index = weakref.ref(regularizer), index
+
+    def __call__(self, module, inputs, output):
+        regularizer = self.regularizer()
+        if regularizer is not None and module is regularizer.modules[self.index]:
+            regularizer._capture(self.index, module, inputs, output)
+
+    def __reduce__(self):
+        return _inert_hook, ()
+
+
+def _inert_hook():
+    return _Inert()
+
+
+class _Inert:
+    def __call__(self, module, inputs, output):
+        return None
+
+
 def _resolve_layers(model, layers):
+    if layers is not None and not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be None or a list of layer names or modules, got {type(layers).__name__}")
     if layers is None:
         modules = [m for m in model.modules() if isinstance(m, DEFAULT_LAYER_TYPES)]
     else:
@@ -175,6 +219,10 @@ def _resolve_layers(model, layers):
                 modules.append(layer)
             else:
                 raise ValueError(f"{layer!r} is neither a layer name nor a submodule of the model")
+    repeated = sorted({i for i, m in enumerate(modules) if any(m is other for other in modules[:i])})
+    if repeated:
+        raise ValueError(f"layers lists the same module more than once (positions {repeated}): MI of a layer "
+                         "with itself is its entropy, not a dependence between layers")
     if len(modules) < 2:
         raise ValueError(f"the Regularizer needs at least two layers to pair, found {len(modules)}")
     return modules

@@ -34,9 +34,9 @@ def test_non_floating_dtype(dtype):
         fastmi.layer_mi(a.to(dtype), b)
 
 
-def test_not_a_tensor():
-    with pytest.raises(TypeError, match="torch.Tensor"):
-        fastmi.layer_mi([[1.0, 2.0]], torch.randn(1, 2))
+def test_not_an_array():
+    with pytest.raises(TypeError, match="a must be a torch.Tensor or an array-like of numbers, got object"):
+        fastmi.layer_mi(object(), torch.randn(3, 2))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

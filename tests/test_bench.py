@@ -159,3 +159,11 @@ def test_floor_model_reports_both_passes():
     assert row["floor_forward_s"] < row["floor_backward_s"]
     for name in ("forward", "backward"):
         assert row[f"{name}_s"] > 0 and row[f"{name}_over_floor"] == row[f"{name}_s"] / row[f"floor_{name}_s"]
+
+
+@pytest.mark.parametrize("argv", [["speed", "--repeats", "0"], ["speed", "--sizes", "128,-4"], ["speed", "--dim", "0"]])
+def test_bench_rejects_non_positive_counts(argv, capsys):
+    from bench.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "must be a positive integer" in capsys.readouterr().err

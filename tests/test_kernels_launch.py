@@ -52,7 +52,7 @@ def test_histogram_int64_offsets_equal_int32(gen):
     keys = binned.column_keys(5, a.device)
     hashes = [kernels.binned.bin_hash(a, keys, -2.0, 2.0, 8, False, wide_offsets=w) for w in (False, True)]
     assert torch.equal(*hashes)
-    ranges = [r.float() for x in (a, b) for r in unit.column_ranges(x, 8, None)]
+    ranges = [r.float() for x in (a, b) for r in unit.column_ranges(x, 8, None)[1:]]
     matrices = [kernels.binned.unit_pair_mi(a, b, *ranges, 8, False, wide_offsets=w) for w in (False, True)]
     torch.testing.assert_close(*matrices, rtol=0, atol=0)
 

@@ -17,6 +17,7 @@ from .. import kernels
 from .base import Estimator
 
 HASH_SEED = 0x5EED
+SAFE_EXPONENT = {torch.float32: 100, torch.float64: 900}  # ranges beyond 2^+-this are rescaled before binning
 
 
 class Binned(Estimator):
@@ -71,14 +72,34 @@ def _float32(value):
 
 @torch.no_grad()
 def layer_range(x, bins, value_range, shard=None):
-    """(lo, scale) of one layer: bin = floor((x - lo) * scale), scale = K / (hi - lo) (0 if hi = lo)."""
+    """(lo, scale, unit) of one layer: bin = floor((x / unit - lo) * scale), scale = K / (hi - lo) of the
+    rescaled range (0 if hi = lo). unit is 1, or a power of two (exact) where the range is too small or
+    too large for the work dtype (subnormal, near overflow): binning is scale-free, so it gives the
+    bins of the rescaled layer, bit for bit those of ordinary data."""
     if value_range is not None:
         lo, hi = value_range
     else:
-        lo, hi = x.min(), x.max()
+        lo, hi = _extremes(x, dim=None)
         lo, hi = (float(lo), float(hi)) if shard is None else (float(v) for v in shard.extremes(lo, hi))
+    unit = _unit(lo, hi, SAFE_EXPONENT[work_dtype(x[:0]).dtype])
+    lo, hi = lo / unit, hi / unit
     scale = bins / (hi - lo) if hi > lo else 0.0
-    return (lo, scale) if x.dtype == torch.float64 else (_float32(lo), _float32(scale))
+    return (lo, scale, unit) if x.dtype == torch.float64 else (_float32(lo), _float32(scale), unit)
+
+
+def _unit(lo, hi, safe_exponent):
+    top = max(abs(lo), abs(hi))
+    ordinary = hi <= lo or (2.0 ** -safe_exponent < hi - lo and top < 2.0 ** safe_exponent)
+    return 1.0 if ordinary or not math.isfinite(top) else 2.0 ** math.frexp(top)[1]
+
+
+def _extremes(x, dim):
+    """(min, max) over dim (None: all); +inf, -inf for no rows (an empty shard of the global batch)."""
+    if x.shape[0] == 0:
+        shape = () if dim is None else x.shape[1:]
+        return (torch.full(shape, math.inf, dtype=x.dtype, device=x.device),
+                torch.full(shape, -math.inf, dtype=x.dtype, device=x.device))
+    return (x.min(), x.max()) if dim is None else (x.min(dim).values, x.max(dim).values)
 
 
 def column_keys(d, device):
@@ -105,7 +126,8 @@ def row_hash_torch(x, keys, lo, scale, bins, discrete):
 def row_hash(x, bins, value_range, backend, shard=None):
     """int64 (N,) hash of each row's bin pattern (the pattern itself for integer inputs)."""
     discrete = not x.is_floating_point()
-    lo, scale = (0.0, 0.0) if discrete else layer_range(x, bins, value_range, shard)
+    lo, scale, unit = (0.0, 0.0, 1.0) if discrete else layer_range(x, bins, value_range, shard)
+    x = x if unit == 1.0 else work_dtype(x) / unit
     keys = column_keys(x.shape[1], x.device)
     if backend == "triton":
         operand = x.to(torch.int8) if x.dtype == torch.bool else x

@@ -18,7 +18,8 @@ import math
 import torch
 
 from .. import kernels
-from ..bandwidth import check_sigma, column_mean_std, depends_on_dimension, rule_factor, rule_of, split_sigma
+from ..bandwidth import (check_sigma, column_mean_std, column_scales, depends_on_dimension, rule_factor, rule_of,
+                         split_sigma)
 from ..inputs import check_bool, choice
 from ..warn import warn_user
 from . import kde_torch
@@ -70,8 +71,9 @@ class KDE(Estimator):
         n = everys[0].shape[0]
         values = KDEChain.apply(x, x_all, offsets, self.loo, backend, shard)
         values = values + math.log(n - 1 if self.loo else n)
-        if not torch.compiler.is_compiling():  # the check reads the values: a sync, and a graph break
-            _warn_if_saturated(values.detach(), n, self.sigma)
+        if not torch.compiler.is_compiling():  # the checks read the values: a sync, and a graph break
+            _check_overflow(values.detach(), layers, self.sigma, dtype)
+            _warn_if_saturated(values.detach(), n)
         return values
 
     def _operand_keys(self, widths):
@@ -86,7 +88,8 @@ class KDE(Estimator):
         """(this process's rows, every row or None) of one layer as a back-end operand: centred, and
         column c scaled by sqrt(factor * log2 e) / sigma_c. With a rule, sigma_c = std_c * factor, the
         column means and stds in the autograd graph (under a shard: the global ones, whose gradient
-        sums every rank's partials) and the rule's factor detached."""
+        sums every rank's partials) and the rule's factor detached; the columns are first divided by
+        powers of two near their largest values (exact), so subnormal or huge inputs keep their stds."""
         spec, joint_dim = key
         work = torch.float64 if own.dtype == torch.float64 else torch.float32
         own, every = own.to(work), every.to(work)
@@ -95,6 +98,8 @@ class KDE(Estimator):
         if rule_of(spec) is None:
             mean, scale = every.detach().mean(dim=0), constant / float(spec)
         else:
+            scales = column_scales(every)
+            own, every = own / scales, every / scales
             mean, std = column_mean_std(own, None if shard is None else shard.sum_partials, n)
             z = ((every - mean) / std).detach()
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
@@ -161,15 +166,31 @@ def _cache_elements(x, offsets, loo, backend, row_start, row_stop):
     return BACKENDS[backend].cache_elements(x.shape[0], offsets, loo, (row_start, row_stop), x.dtype)
 
 
-@torch.library.custom_op("fastmi::kde_chain_log_sums", mutates_args=())
-def chain_log_sums_op(x: torch.Tensor, offsets: list[int], loo: bool, backend: str, row_start: int,
-                      row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+def chain_log_sums(x, offsets, loo, backend, row_start, row_stop):
     """(2L - 1, rows) natural-log kernel sums (the layers' marginals, then the successive pairs' joints),
     and the kernel tiles the back-end keeps for the backward (a flat tensor, empty where it keeps none)."""
     cache = x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),))
     sums = BACKENDS[backend].chain_log_sums(x, offsets, loo, rows=(row_start, row_stop),
                                             cache=cache if cache.numel() else None)
     return sums, cache
+
+
+def chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop):
+    """d(sum_l weights_l * sum of pair l's row terms)/dx before the factor 2 ln2 / N; sums: every row's."""
+    return BACKENDS[backend].chain_grads(x, offsets, sums, weights, loo, rows=(row_start, row_stop),
+                                         cache=cache if cache.numel() else None)
+
+
+def _op(custom_op, function, *args):
+    """The custom op while torch.compile or torch.export traces; the function itself in eager mode,
+    which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first call)."""
+    return custom_op(*args) if torch.compiler.is_compiling() else function(*args)
+
+
+@torch.library.custom_op("fastmi::kde_chain_log_sums", mutates_args=())
+def chain_log_sums_op(x: torch.Tensor, offsets: list[int], loo: bool, backend: str, row_start: int,
+                      row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return chain_log_sums(x, offsets, loo, backend, row_start, row_stop)
 
 
 @chain_log_sums_op.register_fake
@@ -181,9 +202,7 @@ def _(x, offsets, loo, backend, row_start, row_stop):
 @torch.library.custom_op("fastmi::kde_chain_grads", mutates_args=())
 def chain_grads_op(x: torch.Tensor, offsets: list[int], sums: torch.Tensor, weights: torch.Tensor,
                    cache: torch.Tensor, loo: bool, backend: str, row_start: int, row_stop: int) -> torch.Tensor:
-    """d(sum_l weights_l * sum of pair l's row terms)/dx before the factor 2 ln2 / N; sums: every row's."""
-    return BACKENDS[backend].chain_grads(x, offsets, sums, weights, loo, rows=(row_start, row_stop),
-                                         cache=cache if cache.numel() else None)
+    return chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop)
 
 
 @chain_grads_op.register_fake
@@ -204,7 +223,7 @@ class KDEChain(torch.autograd.Function):
         if shard is None:
             x_all = x
         rows = (0, x_all.shape[0]) if shard is None else shard.rows
-        own, cache = chain_log_sums_op(x_all, offsets, loo, backend, *rows)
+        own, cache = _op(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
         every = own if shard is None else shard.gather(own, dim=1)
         count = len(offsets) - 1
         totals = (own[count:] - own[:count - 1] - own[1:count]).sum(dim=1)
@@ -214,20 +233,34 @@ class KDEChain(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if torch.is_grad_enabled():
+            raise RuntimeError("fastmi's KDE estimate has first derivatives only: its backward cannot be "
+                               "differentiated again (create_graph=True, double backward)")
         x_all, every, cache = ctx.saved_tensors
         weights = grad.to(every.dtype)
-        g = chain_grads_op(x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend, *ctx.rows)
+        g = _op(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
+                *ctx.rows)
         # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j W_kj (x_k - x_j)
         return (g * (2.0 * math.log(2.0) / every.shape[1])).to(x_all.dtype), None, None, None, None, None
 
 
-def _warn_if_saturated(values, n, sigma):
-    ceiling = math.log(n)
-    saturated = [(m, float(v)) for m, v in enumerate(values.tolist()) if v >= SATURATION * ceiling]
-    if saturated:
-        which = "" if len(values) == 1 else f" (successive pairs {[m for m, _ in saturated]})"
-        warn_user(
-            f"KDE MI estimate {saturated[0][1]:.4g} nats{which} is within {100 * (1 - SATURATION):.0f}% of its "
-            f"ceiling ln N = {ceiling:.4g}: the bandwidth (sigma={sigma!r}) is too small for the dimension, so "
-            "every point only sees itself and the estimate is saturated. Use a larger sigma (a float in "
-            "the data's units, or a pair of them) or more samples.")
+def _check_overflow(values, layers, sigma, dtype):
+    """A non-finite estimate from finite inputs: with a float sigma far below the data's spread, the scaled
+    squared distances overflow the back-end's dtype (a rule bandwidth is scale-free and cannot)."""
+    if bool(torch.isfinite(values).all()) or not all(bool(torch.isfinite(x).all()) for x in layers):
+        return
+    raise ValueError(f"sigma={sigma!r} is so small against these inputs' spread that the scaled squared distances "
+                     f"overflow {dtype} (every kernel value would be 0 and the estimate saturated at ln N); use "
+                     "a larger sigma, a bandwidth rule such as 'median', or float64 inputs")
+
+
+def _warn_if_saturated(values, n):
+    """A warning text with no numbers in it, so that the default warnings filter shows it once per call
+    site. Near ln N every point's kernel sum is about its own term (the estimate is at most ln N minus
+    the mean log marginal sum): too few rows per bandwidth volume in this dimension, whether the batch
+    is small (a last partial batch, a small max_samples) or sigma is."""
+    if any(v >= SATURATION * math.log(n) for v in values.tolist()):
+        warn_user("KDE MI estimate within 5% of its ceiling ln N: every point's kernel sum is about its own "
+                  "term, so the estimate is saturated and means nothing. Too few rows for the bandwidth in "
+                  "this dimension: a small batch (a last partial batch, a small max_samples) or a small "
+                  "sigma. Use more rows, or a larger sigma (a float in the data's units, or a callable rule).")

@@ -11,10 +11,12 @@ import torch
 from .. import kernels
 from ..inputs import check_bool
 from .base import Estimator
-from .binned import check_bins, check_range, work_dtype
+from ..bandwidth import power_of_two
+from .binned import SAFE_EXPONENT, _extremes, check_bins, check_range, work_dtype
 
 TINY = 1e-300  # p log p at p = 0 is 0; the clamp keeps its gradient finite
 TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
+BLOCK_BYTES = 64 << 20  # the torch path works on as many of a's units at once as fit this
 
 
 class UnitMI(Estimator):
@@ -36,32 +38,44 @@ class UnitMI(Estimator):
         """(Da, Db) MI of every unit pair: the fused Triton kernel when it applies, else torch GEMMs.
 
         The kernel computes no gradient and no partial counts, so soft codes that need a gradient and
-        the global batch of a Shard take the torch path (autograd through the codes: O(N D K) memory)."""
+        the global batch of a Shard take the torch path (autograd through the codes: O(N D K) memory).
+        The torch path works on blocks of a's units, so its counts stay within BLOCK_BYTES."""
         bins, soft, value_range = self.bins, self.soft, self.range
         needs_grad = soft and torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
-        if shard is not None:
-            counts = shard.sum_with_grad(joint_counts(a, b, bins, soft, value_range, shard))
-            return mi_from_joint(counts, sum(shard.sizes), a.shape[1], b.shape[1], bins)
-        if backend == "triton" and bins <= TRITON_MAX_BINS and not needs_grad:
-            ranges = [r.float().contiguous() for x in (a, b) for r in column_ranges(x, bins, value_range)]
+        (a, *ranges_a), (b, *ranges_b) = (column_ranges(x, bins, value_range, shard) for x in (a, b))
+        if shard is None and backend == "triton" and bins <= TRITON_MAX_BINS and not needs_grad:
+            ranges = [r.float().contiguous() for r in (*ranges_a, *ranges_b)]
             return kernels.binned.unit_pair_mi(a.contiguous(), b.contiguous(), *ranges, bins, soft)
-        counts = joint_counts(a, b, bins, soft, value_range)
-        return mi_from_joint(counts, a.shape[0], a.shape[1], b.shape[1], bins)
+        n = a.shape[0] if shard is None else sum(shard.sizes)
+        block = max(1, BLOCK_BYTES // (bins * bins * b.shape[1] * 28))  # float32 counts + float64 p log p
+        rows = []
+        for p in range(0, a.shape[1], block):
+            part = slice(p, p + block)
+            counts = joint_counts(a[:, part], b, [r[part] for r in ranges_a], ranges_b, bins, soft)
+            counts = counts if shard is None else shard.sum_with_grad(counts)
+            rows.append(mi_from_joint(counts, n, counts.shape[0] // bins, b.shape[1], bins))
+        return torch.cat(rows)
 
 
-@torch.no_grad()
 def column_ranges(x, bins, value_range, shard=None):
-    """Per-column (lo, scale) tensors: each unit binned over its own range (or the given one)."""
-    x = work_dtype(x)
-    if value_range is not None:
-        lo = torch.full((x.shape[1],), value_range[0], dtype=x.dtype, device=x.device)
-        hi = torch.full_like(lo, value_range[1])
-    else:
-        lo, hi = x.min(0).values, x.max(0).values
-        lo, hi = (lo, hi) if shard is None else shard.extremes(lo, hi)
-    width = hi - lo
-    scale = torch.where(width > 0, bins / width.where(width > 0, torch.ones_like(width)), torch.zeros_like(width))
-    return lo, scale
+    """(x, lo, scale): each unit binned over its own range (or the given one) as floor((x - lo) * scale).
+    Columns whose range is too small or too large for the work dtype (subnormal, near overflow) come
+    back divided by a power of two (exact), with lo and scale of the rescaled column."""
+    with torch.no_grad():
+        work = work_dtype(x.detach())
+        if value_range is not None:
+            lo = torch.full((x.shape[1],), value_range[0], dtype=work.dtype, device=x.device)
+            hi = torch.full_like(lo, value_range[1])
+        else:
+            lo, hi = _extremes(work, dim=0)
+            lo, hi = (lo, hi) if shard is None else shard.extremes(lo, hi)
+        width, top, safe = hi - lo, torch.maximum(lo.abs(), hi.abs()), 2.0 ** SAFE_EXPONENT[work.dtype]
+        units = torch.where((width > 0) & ((width < 1 / safe) | (top >= safe)), power_of_two(top), torch.ones_like(top))
+        lo, width = lo / units, width / units
+        scale = torch.where(width > 0, bins / width.where(width > 0, torch.ones_like(width)), torch.zeros_like(width))
+    if bool((units != 1).any()):
+        x = work_dtype(x) / units
+    return x, lo, scale
 
 
 def codes(x, lo, scale, bins, soft, count_dtype=None):
@@ -78,20 +92,18 @@ def codes(x, lo, scale, bins, soft, count_dtype=None):
     return zeros.scatter(2, k0[..., None], (1 - w)[..., None]).scatter_add(2, k0[..., None] + 1, w[..., None])
 
 
-def joint_counts(a, b, bins, soft, value_range, shard=None):
-    """(Da K) x (Db K) joint histograms of every unit pair: sum over rows of codes(a)^T codes(b)
-    (of this rank's rows with a Shard, binned over the global ranges)."""
-    lo_a, scale_a = column_ranges(a, bins, value_range, shard)
-    lo_b, scale_b = column_ranges(b, bins, value_range, shard)
+def joint_counts(a, b, ranges_a, ranges_b, bins, soft):
+    """(Da K) x (Db K) joint histograms of every unit pair: sum over rows of codes(a)^T codes(b), the
+    units binned with (lo, scale) = ranges_a, ranges_b (column_ranges)."""
     n, da, db = a.shape[0], a.shape[1], b.shape[1]
     step = max(1, (1 << 22) // (bins * max(da, db)))
     count_dtype = torch.float32 if n < 2**24 else torch.float64  # float32 counts are exact below 2^24
-    total = None
+    total = torch.zeros((da * bins, db * bins), dtype=torch.float64 if a.dtype == torch.float64 else count_dtype,
+                        device=a.device)
     for lo in range(0, n, step):
-        ca = codes(a[lo:lo + step], lo_a, scale_a, bins, soft, count_dtype).reshape(-1, da * bins)
-        cb = codes(b[lo:lo + step], lo_b, scale_b, bins, soft, count_dtype).reshape(-1, db * bins)
-        part = ca.T @ cb
-        total = part if total is None else total + part
+        ca = codes(a[lo:lo + step], *ranges_a, bins, soft, count_dtype).reshape(-1, da * bins)
+        cb = codes(b[lo:lo + step], *ranges_b, bins, soft, count_dtype).reshape(-1, db * bins)
+        total = total + ca.T @ cb
     return total
 
 

@@ -1,0 +1,91 @@
+"""group=: one rank with bad input gives every rank the same clear error at once (no rank waits for a
+collective the other never joins), and tiny shards of a valid global batch are fine (2 gloo processes)."""
+import datetime
+import os
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import fastmi
+
+TIMEOUT_S = 30  # the group's timeout: far below gloo's default 30 minutes; a hang fails the test
+
+
+def _layers(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    return a, a[:, :2] + 0.5 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+
+def _shard(case, rank):
+    """This rank's (a, b) for a case: the rows of a 90-row batch, or bad input on rank 1."""
+    a, b = _layers(90)
+    sizes = {"one_row": (1, 89), "empty": (90, 0)}.get(case, (45, 45))
+    start = sum(sizes[:rank])
+    a, b = a[start:start + sizes[rank]].clone(), b[start:start + sizes[rank]].clone()
+    if rank == 1 and case == "nan":
+        b[3, 1] = float("nan")
+    if rank == 1 and case == "mismatch":
+        b = b[:-1]
+    if rank == 1 and case == "dtype":
+        a = a.to(torch.int64)
+    return a, b
+
+
+CALLS = {
+    "kde": lambda a, b: fastmi.layer_mi(a, b, group=dist.group.WORLD),
+    "chain": lambda a, b: fastmi.chain_mi([a, b, torch.tanh(b)], group=dist.group.WORLD)[1],
+    "binned": lambda a, b: fastmi.layer_mi(a, b, estimator="binned", bins=4, group=dist.group.WORLD),
+    "unit": lambda a, b: fastmi.unit_mi(a, b, bins=4, reduction="sum", group=dist.group.WORLD),
+}
+
+
+def _worker(rank, init_file, out_dir, case, call):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=datetime.timedelta(seconds=TIMEOUT_S))
+    try:
+        a, b = _shard(case, rank)
+        start = time.perf_counter()
+        try:
+            result = dict(value=float(CALLS[call](a, b)))
+        except (TypeError, ValueError) as e:
+            result = dict(error=f"{type(e).__name__}: {e}")
+        result["seconds"] = time.perf_counter() - start
+        torch.save(result, os.path.join(out_dir, f"{rank}.pt"))
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+def run(tmp_path, case, call):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), case, call), nprocs=2, join=True)
+    return [torch.load(tmp_path / f"{r}.pt") for r in range(2)]
+
+
+@pytest.mark.parametrize("case,call,message", [
+    ("nan", "kde", "ValueError: rank 1: b contains NaN or Inf"),
+    ("nan", "chain", r"ValueError: rank 1: activations\[1\] contains NaN or Inf"),
+    ("mismatch", "binned", "ValueError: rank 1: a and b must have the same number of samples"),
+    ("dtype", "unit", "TypeError: rank 1: a must have a floating dtype"),
+])
+def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path, case, call, message):
+    ranks = run(tmp_path, case, call)
+    for r in ranks:
+        assert r.get("error", "").startswith(message.replace("\\", "")), r
+        assert r["seconds"] < TIMEOUT_S / 3
+    assert ranks[0]["error"] == ranks[1]["error"]
+
+
+@pytest.mark.parametrize("call", ["kde", "binned", "unit"])
+@pytest.mark.parametrize("case", ["one_row", "empty"])
+def test_tiny_shards_of_a_valid_global_batch(tmp_path, case, call):
+    ranks = run(tmp_path, case, call)
+    a, b = _layers(90)
+    group = {"kde": lambda: fastmi.layer_mi(a, b), "binned": lambda: fastmi.layer_mi(a, b, estimator="binned", bins=4),
+             "unit": lambda: fastmi.unit_mi(a, b, bins=4, reduction="sum")}
+    expected = float(group[call]())
+    for r in ranks:
+        assert r["value"] == pytest.approx(expected, abs=1e-9), r
