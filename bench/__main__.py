@@ -10,7 +10,9 @@ jobs:
   estimators  every estimator (KDE variants, KSG, scikit-learn's tree KSG) on the ground-truth suite
   overhead    a training step with and without the Regularizer vs a plain forward pass
   histogram   unit_mi and layer-binned MI vs the numpy ways (CPU)
-  ksg         KSG kNN MI vs scikit-learn's KD-tree KSG (CPU, N = 20k)
+  ksg         KSG kNN MI vs scipy's cKDTree and scikit-learn's KD-tree (CPU, N = 2k..1M, d = 1..20 per
+              side; fastmi's tree and tile paths), and mi_test's cost against one estimate
+  ksg-crossover  fastmi's KSG tree path vs its tiles by joint dimension and N (ksg.TREE_CROSSOVER)
   gpu         timings of the compiled kernels vs the dense baseline (bench/gpu_check.sh runs it)
 
 Baselines of the KDE tables (bench/baselines.py): dense (torch cdist + logsumexp: every ratio is
@@ -89,13 +91,19 @@ def ksg(args):
     run()
 
 
+def ksg_crossover(args):
+    from bench.ksg import crossover
+    crossover()
+
+
 def gpu(args):
     from bench.gpu import run
     run(args.quick)
 
 
-JOBS = dict(default=default, speed=speed, memory=speed, cpu=cpu, accuracy=accuracy, estimators=estimators,
-            overhead=overhead, histogram=histogram, ksg=ksg, gpu=gpu)
+JOBS = {"default": default, "speed": speed, "memory": speed, "cpu": cpu, "accuracy": accuracy,
+        "estimators": estimators, "overhead": overhead, "histogram": histogram, "ksg": ksg,
+        "ksg-crossover": ksg_crossover, "gpu": gpu}
 
 
 def _positive(text):

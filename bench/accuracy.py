@@ -163,7 +163,7 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
     """Every estimator on every ground-truth task at each N: estimates, errors, times (CPU, one thread
     pool). Returns the rows; prints one markdown table per N and a summary."""
     from bench import timed
-    from bench.baselines import tree_ksg_mi
+    from bench.baselines import sklearn_ksg_mi
     from fastmi.estimators.ksg import standardized
     names = [*ESTIMATORS, *(["KSG, scikit-learn KD-tree"] if tree else [])]
     rows = []
@@ -178,7 +178,7 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
                     seconds, est = timed(lambda: _estimate(a, b, **ESTIMATORS[name], backend=backend))
                 else:
                     x, y = standardized(a.double()).numpy(), standardized(b.double()).numpy()
-                    seconds, est = timed(lambda: tree_ksg_mi(x, y))
+                    seconds, est = timed(lambda: sklearn_ksg_mi(x, y))
                 rows.append(dict(n=n, task=task, truth=truth, estimator=name, estimate=est, seconds=seconds))
                 cells.append(f"{est:.3f}")
             print(f"| {task} | {truth:.3f} | " + " | ".join(cells) + " |")

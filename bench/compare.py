@@ -41,7 +41,7 @@ def _proc_mb(path, key):
     return None
 
 
-def _status_mb(key):
+def status_mb(key):
     """A memory line of /proc/self/status (VmRSS: now, VmHWM: peak) in MB."""
     value = _proc_mb("/proc/self/status", key)
     if value is None:
@@ -49,7 +49,7 @@ def _status_mb(key):
     return value
 
 
-def _reset_peak_rss():
+def reset_peak_rss():
     """Restart VmHWM from the current RSS (Linux clear_refs 5), so the warm-up's one-time costs (lazy
     imports, compilation) are not counted as the computation's memory; a no-op where not allowed."""
     try:
@@ -102,18 +102,18 @@ def worker(method, n, d, backward, device, reps, dtype="float32"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        _reset_peak_rss()
-        base = _status_mb("VmRSS")
+        reset_peak_rss()
+        base = status_mb("VmRSS")
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         value = once()
         times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else _status_mb("VmHWM") - base
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else status_mb("VmHWM") - base
     median = sorted(times)[len(times) // 2]
     return dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype, seconds=median,
                 seconds_min=min(times), seconds_max=max(times), times=times, peak_mb=peak,
-                process_peak_rss_mb=_status_mb("VmHWM"), value=float(value.detach()), pairs_per_s=n * n / median)
+                process_peak_rss_mb=status_mb("VmHWM"), value=float(value.detach()), pairs_per_s=n * n / median)
 
 
 def _cannot_run(method, n, backward, device, memory_limit_mb):

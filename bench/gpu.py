@@ -112,11 +112,11 @@ def ksg_timings(device, quick):
         if n <= 20_000:
             row["torch_same_device_s"] = _timed(lambda: fastmi.layer_mi(a, b, estimator="ksg", backend="torch"), cuda)
         try:
-            from bench.baselines import tree_ksg_mi
+            from bench.baselines import sklearn_ksg_mi
             from fastmi.estimators.ksg import standardized
             x, y = (standardized(v.double()).cpu().numpy() for v in (a, b))
             start = time.perf_counter()
-            tree_ksg_mi(x, y)
+            sklearn_ksg_mi(x, y)
             row["sklearn_tree_cpu_s"] = time.perf_counter() - start
             row["speedup_vs_tree"] = row["sklearn_tree_cpu_s"] / row["triton_s"] if row["triton_s"] else None
         except ImportError:

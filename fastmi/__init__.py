@@ -3,7 +3,8 @@ from .api import chain_mi, layer_mi, unit_mi
 from .estimators import ESTIMATORS
 from .monitor import MILog, information_plane_point, plot_information_plane
 from .regularizer import Regularizer
+from .significance import MITest, mi_test
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi", "chain_mi", "unit_mi", "Regularizer", "MILog", "information_plane_point",
+__all__ = ["layer_mi", "chain_mi", "unit_mi", "mi_test", "MITest", "Regularizer", "MILog", "information_plane_point",
            "plot_information_plane", "ESTIMATORS"]

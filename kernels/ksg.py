@@ -46,14 +46,14 @@ def _eps_kernel(XT, YT, LOX, HIX, LOY, HIY, EPS, N, DA, DB, TILES, K,
     i = tl.program_id(0)
     rows = i * BM + tl.arange(0, BM)
     slots = tl.arange(0, KP)
-    best = tl.where(slots[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BM, KP), dtype=tl.float32)
+    best = tl.where(slots[None, :] < K, float("inf"), -float("inf")) + tl.zeros((BM, KP), dtype=XT.dtype.element_ty)
     for t in range(TILES):
         j = (i + t) % TILES
         bound = tl.max(tl.where(rows < N, tl.max(best, axis=1), -float("inf")), axis=0)
         gap = tl.maximum(_box_gap(LOX, HIX, i, j, DA, DAP), _box_gap(LOY, HIY, i, j, DB, DBP))
         if gap < bound:
             cols = j * BM + tl.arange(0, BM)
-            d = tl.zeros((BM, BM), dtype=tl.float32)
+            d = tl.zeros((BM, BM), dtype=XT.dtype.element_ty)
             d = _max_abs_diff(d, XT, rows, cols, N, DA)
             d = _max_abs_diff(d, YT, rows, cols, N, DB)
             valid = (rows[:, None] < N) & (cols[None, :] < N) & (rows[:, None] != cols[None, :])
@@ -71,7 +71,7 @@ def _eps_kernel(XT, YT, LOX, HIX, LOY, HIY, EPS, N, DA, DB, TILES, K,
 
 @triton.jit
 def _strict_count(XT, rows, cols, eps, N, D, BM: tl.constexpr):
-    d = _max_abs_diff(tl.zeros((BM, BM), dtype=tl.float32), XT, rows, cols, N, D)
+    d = _max_abs_diff(tl.zeros((BM, BM), dtype=XT.dtype.element_ty), XT, rows, cols, N, D)
     inside = (d < eps[:, None]) & (cols[None, :] < N) & (rows[:, None] != cols[None, :])
     return tl.sum(inside.to(tl.int32), axis=1)
 
@@ -96,10 +96,11 @@ def _count_kernel(XT, YT, LOX, HIX, LOY, HIY, EPS, NA, NB, N, DA, DB, TILES,
 
 
 def neighbour_counts(x, y, k, tile, boxes):
-    """(eps, n_a, n_b) of k-d-ordered float32 x (N, Da), y (N, Db) whose `tile`-row tiles are the leaves;
+    """(eps, n_a, n_b) of k-d-ordered x (N, Da), y (N, Db), float64 (as fastmi gives them: the same distances
+    as the CPU paths) or float32, whose `tile`-row tiles are the leaves;
     boxes: (lo_x, hi_x, lo_y, hi_y), each (tiles, D), every tile's min and max per column."""
-    check_matrix(x, "x", (torch.float32,))
-    check_matrix(y, "y", (torch.float32,))
+    check_matrix(x, "x", (torch.float64, torch.float32))
+    check_matrix(y, "y", (x.dtype,))
     check_same_rows(("x", x), ("y", y))
     n = x.shape[0]
     if not (0 < k < n and tile > 0 and tile & (tile - 1) == 0):
@@ -112,7 +113,7 @@ def neighbour_counts(x, y, k, tile, boxes):
     tiles = lo_x.shape[0]
     if tiles != triton.cdiv(n, tile) or lo_x.shape[1] != x.shape[1] or lo_y.shape[1] != y.shape[1]:
         raise ValueError(f"boxes must be ({triton.cdiv(n, tile)}, D) per space, got {[tuple(v.shape) for v in boxes]}")
-    eps = torch.empty(n, dtype=torch.float32, device=x.device)
+    eps = torch.empty(n, dtype=x.dtype, device=x.device)
     na = torch.empty(n, dtype=torch.int32, device=x.device)
     nb = torch.empty_like(na)
     operands = (xt, yt, lo_x, hi_x, lo_y, hi_y)
@@ -123,10 +124,10 @@ def neighbour_counts(x, y, k, tile, boxes):
     return eps, na, nb
 
 
-def compile_examples(n=300, da=3, db=9, tile=64):
+def compile_examples(n=300, da=3, db=9, tile=32):
     """Launches on small CPU tensors that select every variant the launcher uses (for compile_check);
     the data need not be in k-d order to compile."""
-    x, y = torch.randn(n, da), torch.randn(n, db)
+    x, y = torch.randn(n, da, dtype=torch.float64), torch.randn(n, db, dtype=torch.float64)
     tiles = triton.cdiv(n, tile)
     boxes = [v[:tiles].contiguous() for v in (x, x, y, y)]
     neighbour_counts(x, y, 3, tile, boxes)

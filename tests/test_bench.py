@@ -121,13 +121,22 @@ def test_pytest_benchmark_suite_runs_every_benchmark(tmp_path):
                      "test_binned", "test_unit_mi", "test_ksg"}
 
 
-def test_ksg_job_times_both_and_they_agree(tmp_path, monkeypatch):
+def test_ksg_job_times_every_method_they_agree_and_the_budget_skips(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # fastmi's CPU paths, as on a user's CPU (no interpreted kernels)
     from bench import ksg
-    rows = ksg.run(n=600, dims=(1, 3), reps=1)
-    assert [r["d"] for r in rows] == [1, 3] and all(r["fastmi_s"] > 0 and r["tree_s"] > 0 for r in rows)
-    assert all(abs(r["fastmi_mi"] - r["tree_mi"]) < 1e-3 for r in rows)
-    assert json.loads((tmp_path / "ksg_cpu.json").read_text())["rows"] == rows
+    rows, test = ksg.run(sizes=(300, 3000), dims=(1, 8), reps=1, budget=0.05, test_n=300, permutations=5, memory_n=2000)
+    assert [(r["n"], r["d"]) for r in rows] == [(300, 1), (3000, 1), (300, 8), (3000, 8)]
+    small = [r for r in rows if r["n"] == 300]
+    for r in small:  # every method ran and gave one value (fastmi's float32 result: float32 inputs)
+        assert all(r[f"{m}_s"] > 0 and abs(r[f"{m}_mi"] - r["fastmi_tree_mi"]) < 1e-12 for m in ksg.METHODS[1:])
+        assert abs(r["fastmi_mi"] - r["fastmi_tree_mi"]) < 1e-6
+    assert any(r[f"{m}_s"] is None for r in rows for m in ksg.METHODS)  # a 100x larger run predicted over 0.05 s
+    assert [r["path"] for r in small] == ["tree", "tiles"]
+    assert test["permutations"] == 5 and 0 < test["p_value"] <= 1
+    saved = json.loads((tmp_path / "ksg_cpu.json").read_text())
+    assert saved["rows"] == rows and saved["mi_test"] == test
+    assert saved["memory"]["n"] == 2000 and saved["memory"]["peak_above_inputs_mb"] >= 0
 
 
 def test_output_goes_to_an_untracked_folder_and_plots_are_optional(tmp_path):

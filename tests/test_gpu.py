@@ -75,7 +75,7 @@ def test_bin_hash_kernel_equals_torch_path():
 @pytest.mark.parametrize("n,da,db,k", [(4096, 2, 2, 3), (4096, 10, 10, 3), (4096, 1, 64, 5), (3000, 3, 3, 70)])
 def test_ksg_kernels_equal_torch_path(n, da, db, k):
     a, b = layer_pair(n, max(da, db), torch.float32, "cuda")
-    x, y, boxes = ksg.prepared(a[:, :da], b[:, :db])
+    x, y, boxes = ksg.prepared(ksg.standardized(a[:, :da]), ksg.standardized(b[:, :db]))
     got = kernels.ksg.neighbour_counts(x, y, k, ksg.ORDER_TILE, boxes)
     want = ksg.neighbour_counts_torch(x, y, k, boxes)
     assert all(torch.equal(g.to(w.dtype), w) for g, w in zip(got, want))

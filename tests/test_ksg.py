@@ -5,25 +5,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy.spatial import cKDTree
-from scipy.special import digamma
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastmi
 from fastmi import kernels, reference
 from fastmi.estimators import ksg
 from fastmi.reference import gaussian_mi
 from helpers import shared_column_pair
-
-
-def tree_ksg(x, y, k):
-    """KSG algorithm 1 with scipy's cKDTree (max-norm): the tree-based implementation to agree with."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    n = len(x)
-    eps = cKDTree(np.hstack([x, y])).query(np.hstack([x, y]), k=k + 1, p=np.inf)[0][:, -1]
-    radius = np.nextafter(eps, 0)  # strictly inside
-    na = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True) - 1  # minus the row itself
-    nb = cKDTree(y).query_ball_point(y, radius, p=np.inf, return_length=True) - 1
-    return digamma(k) + digamma(n) - np.mean(digamma(na + 1) + digamma(nb + 1))
 
 
 def scaled(a, b):
@@ -39,14 +28,14 @@ def test_torch_path_equals_reference_and_kd_tree(n, da, db, k):
     assert value.dtype == torch.float64 and not value.requires_grad
     assert abs(float(value) - reference.ksg_mi_dense(x, y, k)) < 1e-12
     if n > k + 1:
-        assert abs(float(value) - tree_ksg(x, y, k)) < 1e-12
+        assert abs(float(value) - reference.ksg_mi_tree(x, y, k)) < 1e-12
 
 
 @pytest.mark.parametrize("n,da,db,k,dtype", [(50, 1, 1, 3, torch.float32), (200, 3, 2, 4, torch.float32),
                                              (150, 2, 1, 65, torch.float32), (130, 1, 2, 1, torch.float16)])
 def test_triton_kernels_equal_torch_path(n, da, db, k, dtype):
     a, b = shared_column_pair(n, da, db, dtype, seed=k)
-    x, y, boxes = ksg.prepared(a, b)
+    x, y, boxes = ksg.prepared(ksg.standardized(a), ksg.standardized(b))
     for got, want in zip(kernels.ksg.neighbour_counts(x, y, k, ksg.ORDER_TILE, boxes),
                          ksg.neighbour_counts_torch(x, y, k, boxes)):
         assert torch.equal(got.to(want.dtype), want)
@@ -55,10 +44,55 @@ def test_triton_kernels_equal_torch_path(n, da, db, k, dtype):
     assert float(triton_value) == float(fastmi.layer_mi(a, b, estimator="ksg", k=k, backend="torch"))
 
 
-def test_float32_agrees_with_float64_reference():
-    a, b = shared_column_pair(600, 3, 3, torch.float32, seed=1)
-    value = float(fastmi.layer_mi(a, b, estimator="ksg", backend="torch"))
-    assert abs(value - reference.ksg_mi_dense(*scaled(a.double(), b.double()), 3)) < 1e-3
+def hard_data(name, seed=0):
+    """Inputs where paths could disagree: ties, duplicates, quantised values, constant columns."""
+    g = torch.Generator().manual_seed(seed)
+    if name == "quantised":
+        return torch.randint(0, 4, (400, 2), generator=g).double(), torch.randint(0, 3, (400, 2), generator=g).double()
+    if name == "duplicates":
+        a, b = torch.randn(90, 2, generator=g, dtype=torch.float64), torch.randn(90, 1, generator=g, dtype=torch.float64)
+        return a.repeat(3, 1), b.repeat(3, 1)
+    if name == "constant column":
+        a = torch.randn(300, 3, generator=g, dtype=torch.float64)
+        a[:, 1] = 0.7
+        return a, torch.randn(300, 2, generator=g, dtype=torch.float64) + a[:, :1]
+    if name == "float32 far from 0":  # float32 values, large offset: distances exact only in float64
+        a = (1e3 + torch.randn(500, 2, generator=g)).float()
+        return a, (a[:, :1] - 1e3 + 1e-3 * torch.randn(500, 1, generator=g)).float()
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["quantised", "duplicates", "constant column", "float32 far from 0"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_every_path_gives_the_dense_reference_counts(name, k):
+    a, b = hard_data(name)
+    x, y = scaled(a, b)
+    xs, ys, boxes = ksg.prepared(x, y)
+    paths = {"tree": ksg.tree_counts(x, y, k), "tiles": ksg.neighbour_counts_torch(xs, ys, k, boxes)}
+    if name == "quantised":  # the Triton kernels (interpreted here), float64 as fastmi gives them
+        paths["triton"] = kernels.ksg.neighbour_counts(xs, ys, k, ksg.ORDER_TILE, boxes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # eps = 0 rows warn; the values are what is checked
+        values = {path: float(ksg.from_counts(*counts, k)) for path, counts in paths.items()}
+    want = reference.ksg_mi_dense(x, y, k)
+    assert all(abs(v - want) < 1e-12 for v in values.values()), (values, want)
+    assert len(set(values.values())) == 1  # bit for bit: the digamma sums do not depend on row order
+
+
+@pytest.mark.parametrize("da,db", [(1, 1), (3, 3), (8, 8)])  # tree path, and tiles at high dimension
+def test_float32_inputs_equal_their_float64_values(da, db):
+    a, b = shared_column_pair(600, da, db, torch.float32, seed=1)
+    value32 = fastmi.layer_mi(a, b, estimator="ksg", backend="torch")
+    value64 = fastmi.layer_mi(a.double(), b.double(), estimator="ksg", backend="torch")
+    assert value32.dtype == torch.float32 and float(value32) == float(value64.float())
+
+
+def test_tree_is_chosen_up_to_the_measured_crossover():
+    assert [round(ksg.tree_max_dim(n)) for n, _ in ksg.TREE_CROSSOVER] == [d for _, d in ksg.TREE_CROSSOVER]
+    assert ksg.tree_max_dim(200) < 7 < ksg.tree_max_dim(5000) < 13 < ksg.tree_max_dim(50_000) < 20 < ksg.tree_max_dim(10 ** 6)
+    x = torch.zeros(20_000, 6, dtype=torch.float64)
+    assert ksg.uses_tree(x, x, "torch") and not ksg.uses_tree(x, torch.zeros(20_000, 8), "torch")
+    assert not ksg.uses_tree(x, x, "triton")
 
 
 def test_row_order_does_not_matter():
@@ -93,7 +127,7 @@ def test_duplicates_follow_the_definition_and_warn_when_eps_is_zero():
         warnings.simplefilter("error")
         value = float(fastmi.layer_mi(twice_a, twice_b, estimator="ksg", k=3))
     x, y = scaled(twice_a, twice_b)
-    assert abs(value - reference.ksg_mi_dense(x, y, 3)) < 1e-12 and abs(value - tree_ksg(x, y, 3)) < 1e-12
+    assert abs(value - reference.ksg_mi_dense(x, y, 3)) < 1e-12 and abs(value - reference.ksg_mi_tree(x, y, 3)) < 1e-12
     four_a, four_b = a.repeat(4, 1), b.repeat(4, 1)  # three duplicates: eps = 0 for k = 3
     with pytest.warns(RuntimeWarning, match="duplicates"):
         value = float(fastmi.layer_mi(four_a, four_b, estimator="ksg", k=3))
@@ -132,3 +166,18 @@ def test_not_supported_combinations():
         fastmi.Regularizer(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), estimator="ksg")
     a.requires_grad_(True)
     assert not fastmi.layer_mi(a, b, estimator="ksg").requires_grad
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e300, 1e300), st.sampled_from([0.0, 1.0, 1.0 + 2 ** -52, -3e-310, 7.0])),
+                min_size=2, max_size=60), st.data())
+def test_one_column_counts_are_the_computed_distances(values, data):
+    """sorted_counts against brute force on the same float64 differences: extreme magnitudes, subnormals,
+    duplicates, and radii equal to distances that occur (the strict boundary)."""
+    v = np.array(values)
+    distances = np.abs(v[:, None] - v[None, :])
+    pick = data.draw(st.lists(st.integers(0, len(v) - 1), min_size=len(v), max_size=len(v)))
+    eps = distances[np.arange(len(v)), pick]
+    eps = np.where(eps > 0, eps, data.draw(st.floats(1e-300, 1e300)))
+    want = (distances < eps[:, None]).sum(1) - 1
+    assert np.array_equal(ksg.sorted_counts(np.sort(v), v, eps), want)

@@ -11,8 +11,16 @@ touched, and called on inputs that fastmi.api has already validated:
 - shard: None, or the fastmi.distributed.Shard of this rank (group=): the estimate is then the
   global batch's, the same on every rank.
 fastmi.api converts the result to the inputs' result dtype and to bits; autocast is off.
+
+    estimator.with_null(a, b, permutations, backend) -> (estimate, null (P,))
+
+is what fastmi.mi_test calls (one process, no shard): the estimate and, for each row permutation p
+(a (P, N) index tensor), the estimate with b's rows permuted. An estimator overrides it to share work
+between the surrogates (KSG: the marginal search trees).
 """
 import inspect
+
+import torch
 
 
 class Estimator:
@@ -24,6 +32,10 @@ class Estimator:
 
     def __call__(self, a, b, backend, shard):
         raise NotImplementedError
+
+    @torch.no_grad()
+    def with_null(self, a, b, permutations, backend):
+        return self(a, b, backend, None), torch.stack([self(a, b[p], backend, None) for p in permutations])
 
     @classmethod
     def option_names(cls):

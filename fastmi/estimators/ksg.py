@@ -9,15 +9,18 @@ Ties: duplicate rows count as separate neighbours, so a row with k or more exact
 eps_i = 0 and n_a(i) = n_b(i) = 0. The KSG paper assumes continuous data and prescribes adding
 low-amplitude noise to break ties; we compute the definition exactly and warn when eps_i = 0 occurs.
 
-Both back-ends are brute force over (row tile, column tile) pairs with pruning that cannot change the
-result: rows are put in k-d order (recursive median splits on the widest dimension), each tile gets
-its bounding box, and a column tile is skipped when the max-norm gap between its box and the row
-tile's box is >= every eps_i of the row tile (no pair inside can be strictly closer). Float
+Paths, all on the same float64 distances (so the same numbers, ties included): on the CPU at low joint
+dimension scipy's cKDTree (a one-column side by binary searches in its sorted values); otherwise brute
+force over (row tile, column tile) pairs, the torch tile walk or the Triton kernels, with pruning that
+cannot change the result: rows are put in k-d order (recursive median splits on the widest dimension),
+each tile gets its bounding box, and a column tile is skipped when the max-norm gap between its box and
+the row tile's box is >= every eps_i of the row tile (no pair inside can be strictly closer). Float
 subtraction is monotone, so the gap computed in floating point is a true lower bound of every
-computed distance. Memory O(N * (Da + Db + tile)).
+computed distance. Memory O(N * (Da + Db + k + tile)).
 """
 import math
 
+import numpy as np
 import torch
 
 from .. import kernels
@@ -25,8 +28,12 @@ from ..bandwidth import column_std
 from ..warn import warn_user
 from .base import Estimator
 
-ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the Triton tile)
+ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the torch tile walk)
+TRITON_TILE = 32  # the same for the Triton kernels: float64 64 x 64 tiles spill (static GPU report), 32 x 32 do not
 TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
+# CPU crossover, measured (README, "KSG"): scipy's cKDTree is faster than the tiles up to this joint
+# dimension Da + Db at N rows; in between and beyond, linear in log N.
+TREE_CROSSOVER = ((2_000, 7), (20_000, 13), (100_000, 20))
 
 
 class KSG(Estimator):
@@ -44,27 +51,156 @@ class KSG(Estimator):
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
         """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
-        k, n = self.k, a.shape[0]
-        if k >= n:
-            raise ValueError(f"KSG needs k < N (each row's k nearest other rows), got k = {k} with N = {n}")
-        x, y, boxes = prepared(a, b)
-        if backend == "triton":
-            eps, na, nb = kernels.ksg.neighbour_counts(x, y, k, ORDER_TILE, boxes)
-        else:
-            eps, na, nb = neighbour_counts_torch(x, y, k, boxes)
-        return from_counts(eps, na, nb, k)
+        self._check_rows(a.shape[0])
+        return from_counts(*neighbour_counts(standardized(a), standardized(b), self.k, backend), self.k)
+
+    @torch.no_grad()
+    def with_null(self, a, b, permutations, backend):
+        """The estimate and the estimates with b's rows permuted (mi_test). a and b are standardised once;
+        on the tree path a permutation of b's rows leaves both marginal point sets as they are, so their
+        trees are built once and, after the first permutation, each row's nearest marginal distances
+        are listed once: a marginal count is then a binary search, and only the joint search is redone."""
+        self._check_rows(a.shape[0])
+        k, x, y = self.k, standardized(a), standardized(b)
+        if not uses_tree(x, y, backend):
+            return (from_counts(*neighbour_counts(x, y, k, backend), k),
+                    torch.stack([from_counts(*neighbour_counts(x, y[p], k, backend), k) for p in permutations]))
+        sides = Marginal(x), Marginal(y)
+        estimate, null = from_counts(*tree_counts(x, y, k, sides), k), []
+        for p in permutations:
+            counts = tree_counts(x, y, k, sides, p.cpu())
+            if not null:
+                for side, n in zip(sides, counts[1:]):
+                    side.list_nearest(n)
+            null.append(from_counts(*counts, k))
+        return estimate, torch.stack(null)
+
+    def _check_rows(self, n):
+        if self.k >= n:
+            raise ValueError(f"KSG needs k < N (each row's k nearest other rows), got k = {self.k} with N = {n}")
+
+
+def neighbour_counts(x, y, k, backend):
+    """(eps, n_a, n_b) per row of standardised x, y: the Triton kernels, or on the CPU scipy's cKDTree
+    (low joint dimension: it prunes per point) or the tiled brute force (high: trees stop pruning). All
+    compute the same float64 max-norm distances, so they give the same numbers, ties included."""
+    if uses_tree(x, y, backend):
+        return tree_counts(x, y, k)
+    tile = TRITON_TILE if backend == "triton" else ORDER_TILE
+    x, y, boxes = prepared(x, y, tile)  # rows in k-d order: the estimate is a mean over rows, their order is free
+    if backend == "triton":
+        return kernels.ksg.neighbour_counts(x, y, k, tile, boxes)
+    return neighbour_counts_torch(x, y, k, boxes)
 
 
 def standardized(x):
-    """x / per-column std (float32, or float64 for float64 input); constant columns are left as they are."""
-    x = x.double() if x.dtype == torch.float64 else x.float()
+    """x / per-column std in float64 (every back-end then computes the same distances; float32 inputs
+    are exact in float64); constant columns are left as they are."""
+    x = x.double()
     return x / column_std(x)
 
 
-def prepared(a, b, tile=ORDER_TILE):
-    """What both back-ends take: standardised a, b (x, y) in k-d leaf order, and each `tile`-row
-    tile's bounding box in x and in y: (x, y, (lo_x, hi_x, lo_y, hi_y))."""
-    x, y = standardized(a), standardized(b)
+def uses_tree(x, y, backend):
+    """Whether the CPU tree path is the faster one for these inputs (TREE_CROSSOVER)."""
+    return backend != "triton" and not x.is_cuda and x.shape[1] + y.shape[1] <= tree_max_dim(x.shape[0])
+
+
+def tree_max_dim(n):
+    """The largest joint dimension at which the tree beats the tiles at n rows (TREE_CROSSOVER)."""
+    (n0, d0), (n1, d1) = TREE_CROSSOVER[:2] if n < TREE_CROSSOVER[1][0] else TREE_CROSSOVER[1:]
+    return d0 + (d1 - d0) * math.log(n / n0) / math.log(n1 / n0)
+
+
+def tree_counts(x, y, k, sides=None, rows=None):
+    """(eps, n_a, n_b) per row of (x, y[rows]) with scipy's cKDTree (max-norm, float64, all cores): eps_i
+    from row i's k + 1 nearest joint neighbours (itself among them); sides: the Marginal of x and of y to
+    reuse (rows: a permutation of y's rows, None for y as it is)."""
+    from scipy.spatial import cKDTree
+    sides = sides or (Marginal(x), Marginal(y))
+    joint = np.hstack([x.cpu().numpy(), (y if rows is None else y[rows]).cpu().numpy()])
+    eps = torch.from_numpy(cKDTree(joint).query(joint, k=k + 1, p=np.inf, workers=-1)[0][:, -1].copy())
+    counts = sides[0].counts(eps), sides[1].counts(eps, rows)
+    return tuple(v.to(x.device) for v in (eps, *counts))
+
+
+class Marginal:
+    """One side's standardised points, for strict counts n_i = #{j != i : |v_i - v_j|_inf < eps_i} (0 where
+    eps_i = 0). One column: binary searches in the sorted values (sorted_counts). Several: scipy's
+    cKDTree, a radius query per row at the largest float below eps_i; after list_nearest, a binary
+    search in each row's sorted nearest distances where they reach eps_i (other rows ask the tree)."""
+    LIST_BYTES = 64 * 2 ** 20  # the most the listed distances may take
+
+    def __init__(self, v):
+        from scipy.spatial import cKDTree
+        self.points = v.cpu().numpy()
+        one_column = self.points.shape[1] == 1
+        self.sorted = np.sort(self.points[:, 0]) if one_column else None
+        self.tree = None if one_column else cKDTree(self.points)
+        self.nearest = None
+
+    def list_nearest(self, counts):
+        """Keep each row's m nearest distances (itself first), m sized from typical counts (1.5 x their
+        99th percentile) when that fits LIST_BYTES."""
+        n = self.points.shape[0]
+        m = min(n, int(1.5 * float(torch.quantile(counts.double(), 0.99))) + 2)
+        if self.tree is not None and n * m * 8 <= self.LIST_BYTES:
+            self.nearest = torch.from_numpy(self.tree.query(self.points, k=m, p=np.inf, workers=-1)[0].reshape(n, m))
+
+    def counts(self, eps, rows=None):
+        """n per row, row i being point rows[i] (rows: None for the points in their order); eps: float64."""
+        if rows is not None:  # per point, then back to the rows' order
+            return self.counts(torch.empty_like(eps).index_copy_(0, rows, eps))[rows]
+        if self.tree is None:
+            n = torch.from_numpy(sorted_counts(self.sorted, self.points[:, 0], eps.numpy()))
+        elif self.nearest is None:
+            n = torch.from_numpy(self._ask_tree(self.points, eps))
+        else:
+            n = torch.searchsorted(self.nearest, eps[:, None]).squeeze(1) - 1  # strictly closer, less the row itself
+            beyond = torch.nonzero(eps > self.nearest[:, -1]).squeeze(1)  # balls that may hold unlisted points
+            if beyond.numel():
+                n[beyond] = torch.from_numpy(self._ask_tree(self.points[beyond.numpy()], eps[beyond]))
+        return torch.where(eps > 0, n, 0)
+
+    def _ask_tree(self, points, eps):
+        radius = np.nextafter(eps.numpy(), 0.0)
+        return self.tree.query_ball_point(points, radius, p=np.inf, return_length=True, workers=-1) - 1
+
+
+def sorted_counts(s, v, eps):
+    """#{j : |fl(s_j - v_i)| < eps_i} - 1 per row (the row itself, v_i being among the sorted values s),
+    eps > 0. Float subtraction is monotone, so the values inside are a run of s: binary searches at
+    v -+ eps find it to within the values an ulp or two from the bound, which are then settled by
+    their computed distance (equal values move together)."""
+    below, above = np.searchsorted(s, v), np.searchsorted(s, v, "right")  # v's own run is inside
+    lo = np.minimum(np.searchsorted(s, v - eps, "right"), below)
+    hi = np.maximum(np.searchsorted(s, v + eps), above)
+    n = s.shape[0]
+    while True:  # the first value outside above v, then the first inside below it
+        i = np.nonzero((hi < n) & (np.abs(s[np.minimum(hi, n - 1)] - v) < eps))[0]
+        if i.size == 0:
+            break
+        hi[i] = np.searchsorted(s, s[hi[i]], "right")
+    while True:
+        i = np.nonzero((hi > above) & (np.abs(s[hi - 1] - v) >= eps))[0]
+        if i.size == 0:
+            break
+        hi[i] = np.searchsorted(s, s[hi[i] - 1])
+    while True:
+        i = np.nonzero((lo > 0) & (np.abs(s[lo - 1] - v) < eps))[0]
+        if i.size == 0:
+            break
+        lo[i] = np.searchsorted(s, s[lo[i] - 1])
+    while True:
+        i = np.nonzero((lo < below) & (np.abs(s[np.minimum(lo, n - 1)] - v) >= eps))[0]
+        if i.size == 0:
+            break
+        lo[i] = np.searchsorted(s, s[lo[i]], "right")
+    return hi - lo - 1
+
+
+def prepared(x, y, tile=ORDER_TILE):
+    """What the tile back-ends take: standardised x, y in k-d leaf order, and each `tile`-row tile's
+    bounding box in x and in y: (x, y, (lo_x, hi_x, lo_y, hi_y))."""
     order = kd_order(torch.cat([x, y], 1), tile)
     x, y = x[order].contiguous(), y[order].contiguous()
     return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile))
@@ -77,9 +213,15 @@ def from_counts(eps, na, nb, k):
         warn_user(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
                   "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)")
     digamma = torch.special.digamma
-    terms = digamma(na.double() + 1) + digamma(nb.double() + 1)
     constant = digamma(torch.tensor([k, n], dtype=torch.float64, device=eps.device)).sum()
-    return constant - terms.mean()
+    return constant - (_digamma_sum(na) + _digamma_sum(nb)) / n
+
+
+def _digamma_sum(counts):
+    """sum_i psi(counts_i + 1), from the histogram of the counts: the same float however the rows are
+    ordered (each back-end walks them in its own order)."""
+    values = torch.special.digamma(torch.arange(1, int(counts.max()) + 2, dtype=torch.float64, device=counts.device))
+    return (torch.bincount(counts.long(), minlength=values.shape[0]).double() * values).sum()
 
 
 # ----------------------------------------------------------------------------- k-d order, boxes

@@ -1,0 +1,113 @@
+"""fastmi.mi_test: the permutation null, its p-value, reuse across permutations, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fastmi
+from fastmi.estimators import ksg
+from fastmi.significance import row_permutations
+from helpers import shared_column_pair
+
+
+def correlated(n, d, rho, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return a, rho * a + math.sqrt(1 - rho ** 2) * torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+def test_null_is_the_estimate_on_permuted_rows_and_p_value_counts_it():
+    a, b = shared_column_pair(200, 2, 2, seed=4)
+    result = fastmi.mi_test(a, b, permutations=30, seed=5, backend="torch")
+    null = np.array([float(fastmi.layer_mi(a, b[p], estimator="ksg", backend="torch"))
+                     for p in row_permutations(200, 30, 5)])
+    assert result.estimate == float(fastmi.layer_mi(a, b, estimator="ksg", backend="torch"))
+    assert result.null_mean == pytest.approx(null.mean(), abs=1e-12)
+    assert result.null_std == pytest.approx(null.std(), abs=1e-12)
+    assert result.p_value == (1 + int((null >= result.estimate).sum())) / 31
+    assert result.corrected == pytest.approx(result.estimate - null.mean(), abs=1e-12)
+    assert (result.permutations, result.estimator, result.units) == (30, "ksg", "nats")
+
+
+def test_dependent_data_is_significant_and_seeds_reproduce():
+    a, b = correlated(300, 2, 0.5)
+    result = fastmi.mi_test(a, b, permutations=200, backend="torch")
+    assert result.p_value <= 0.01 and result.p_value == 1 / 201 and result.corrected > 0.1
+    assert fastmi.mi_test(a, b, permutations=200, backend="torch") == result
+    assert fastmi.mi_test(a, b, permutations=200, seed=1, backend="torch").null_mean != result.null_mean
+
+
+def test_independent_data_p_values_are_not_small():
+    g = torch.Generator().manual_seed(2)
+    p_values = [fastmi.mi_test(torch.randn(150, 1, generator=g), torch.randn(150, 1, generator=g), permutations=19,
+                               seed=s, backend="torch").p_value for s in range(20)]
+    assert 0.3 < float(np.mean(p_values)) < 0.7  # uniform on {1/20, ..., 1} under independence
+
+
+@pytest.mark.parametrize("da,db", [(1, 1), (2, 3), (9, 9)])  # sorted columns, tree (listed distances), tiles
+def test_ksg_shared_work_gives_exactly_the_separate_estimates(da, db):
+    a, b = shared_column_pair(700, da, db, seed=da)
+    order = row_permutations(700, 4, 0)
+    estimate, null = ksg.KSG(k=3).with_null(a, b, order, "torch")
+    separate = [ksg.KSG(k=3)(a, b[p], "torch", None) for p in order]
+    assert torch.equal(null, torch.stack(separate)) and torch.equal(estimate, ksg.KSG(k=3)(a, b, "torch", None))
+
+
+def test_listed_distances_fall_back_to_the_tree_beyond_the_list(monkeypatch):
+    a, b = correlated(500, 2, 0.9)
+    x = ksg.standardized(a)
+    side = ksg.Marginal(x)
+    side.list_nearest(torch.full((500,), 20))  # lists of 32: most balls of the null reach past them
+    eps = ksg.tree_counts(x, ksg.standardized(b)[row_permutations(500, 1, 1)[0]], 3)[0]
+    assert bool((eps > side.nearest[:, -1]).any()) and bool((eps <= side.nearest[:, -1]).any())
+    assert torch.equal(side.counts(eps), ksg.Marginal(x).counts(eps))
+    monkeypatch.setattr(ksg.Marginal, "LIST_BYTES", 0)  # too large to list: the tree answers every count
+    side = ksg.Marginal(x)
+    side.list_nearest(torch.full((500,), 20))
+    assert side.nearest is None
+
+
+@pytest.mark.parametrize("estimator,options", [("kde", {}), ("binned", dict(bins=8)), ("unit", dict(bins=8))])
+def test_every_estimator_and_units(estimator, options):
+    a, b = correlated(120, 2, 0.8)
+    nats = fastmi.mi_test(a, b, estimator=estimator, permutations=9, backend="torch", **options)
+    bits = fastmi.mi_test(a, b, estimator=estimator, permutations=9, backend="torch", units="bits", **options)
+    assert nats.estimate == pytest.approx(float(fastmi.layer_mi(a, b, estimator=estimator, backend="torch", **options)))
+    assert bits.estimate == pytest.approx(nats.estimate / math.log(2)) and bits.p_value == nats.p_value
+    assert nats.p_value == 0.1 and nats.estimator == estimator
+
+
+def test_numpy_inputs():
+    a, b = correlated(100, 1, 0.9)
+    result = fastmi.mi_test(a.numpy(), b.numpy().tolist(), permutations=5, backend="torch")
+    assert isinstance(result.estimate, float) and result.p_value == 1 / 6
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(permutations=0), ValueError, "permutations must be an int >= 1, got 0"),
+    (dict(permutations=2.0), ValueError, "permutations must be an int"),
+    (dict(permutations=True), ValueError, "permutations must be an int"),
+    (dict(seed=-1), ValueError, "seed must be an int >= 0"),
+    (dict(estimator="mine"), ValueError, "estimator must be one of"),
+    (dict(sigma=1.0), TypeError, r"estimator='ksg' takes the options \['k'\]"),
+    (dict(k=0), ValueError, "k must be an int >= 1"),
+    (dict(units="dits"), ValueError, "units must be one of"),
+])
+def test_bad_arguments(kwargs, error, match):
+    a, b = correlated(20, 1, 0.5)
+    with pytest.raises(error, match=match):
+        fastmi.mi_test(a, b, **kwargs)
+
+
+def test_bad_inputs():
+    a, b = correlated(20, 1, 0.5)
+    with pytest.raises(ValueError, match="mi_test needs N >= 3 rows"):
+        fastmi.mi_test(a[:2], b[:2])
+    with pytest.raises(ValueError, match="same number of samples"):
+        fastmi.mi_test(a, b[:10])
+    a[3, 0] = math.nan
+    with pytest.raises(ValueError, match="a contains NaN or Inf"):
+        fastmi.mi_test(a, b)
+    with pytest.raises(ValueError, match="KSG needs k < N"):
+        fastmi.mi_test(a[:3], b[:3], k=3)
