@@ -75,9 +75,10 @@ def _row(n, d, k, reps, budget, last):
         if times and predicted(times, n) > budget:
             row[f"{method}_s"] = None
             continue
-        if n < 200_000:
+        large = n >= 200_000  # one cold run: a warm-up and repeats would cost minutes
+        if not large:
             calls[method]()  # warm-up: first-call costs (imports, thread pools) are not the method's
-        seconds, value = timed(calls[method], reps if n < 200_000 else 1)
+        seconds, value = timed(calls[method], 1 if large else reps)
         row[f"{method}_s"], row[f"{method}_mi"] = seconds, value
         times.append((n, seconds))
     _print(row)

@@ -103,6 +103,13 @@ def choice(value, name, allowed):
     return value
 
 
+def check_int(value, name, least):
+    """value, an int (not a bool) >= least, else a ValueError that names it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+    return value
+
+
 def check_bool(value, name):
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")

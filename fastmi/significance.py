@@ -10,7 +10,7 @@ import torch
 
 from .api import _check_common, _evaluate, _in_units, make_estimator
 from .estimators import ESTIMATORS
-from .inputs import as_tensors, choice, paired_samples
+from .inputs import as_tensors, check_int, choice, paired_samples
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ def mi_test(a, b, *, estimator="ksg", permutations=200, seed=0, units="nats", ba
     choice(estimator, "estimator", tuple(ESTIMATORS))
     chosen = make_estimator(estimator, options)
     _check_common(units, backend)
-    _check_int(permutations, "permutations", 1)
-    _check_int(seed, "seed", 0)
+    check_int(permutations, "permutations", 1)
+    check_int(seed, "seed", 0)
     (a, b), _ = as_tensors([("a", a), ("b", b)])
     a, b = paired_samples(a, b, True, chosen.takes_symbols)
     n = a.shape[0]
@@ -53,10 +53,10 @@ def mi_test(a, b, *, estimator="ksg", permutations=200, seed=0, units="nats", ba
     order = row_permutations(n, permutations, seed).to(a.device)
     estimate, null = _evaluate(lambda resolved, _: chosen.with_null(a, b, order, resolved), [a, b], backend, None)
     estimate, null = float(_in_units(estimate.double(), units)), _in_units(null.double(), units)
-    return MITest(estimate=estimate, null_mean=float(null.mean()), null_std=float(null.std(correction=0)),
+    null_mean = float(null.mean())
+    return MITest(estimate=estimate, null_mean=null_mean, null_std=float(null.std(correction=0)),
                   p_value=(1 + int((null >= estimate).sum())) / (1 + permutations),
-                  corrected=estimate - float(null.mean()), permutations=permutations, estimator=estimator,
-                  units=units)
+                  corrected=estimate - null_mean, permutations=permutations, estimator=estimator, units=units)
 
 
 def row_permutations(n, count, seed):
@@ -64,8 +64,3 @@ def row_permutations(n, count, seed):
     seeded with `seed` (reproducible on every device)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.stack([torch.randperm(n, generator=generator) for _ in range(count)])
-
-
-def _check_int(value, name, least):
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")

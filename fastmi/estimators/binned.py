@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .. import kernels
+from ..inputs import check_int
 from .base import Estimator
 
 HASH_SEED = 0x5EED
@@ -28,7 +29,7 @@ class Binned(Estimator):
     nan_blind = True
 
     def __init__(self, *, bins=30, range=None):
-        self.bins = check_bins(bins)
+        self.bins = check_int(bins, "bins", 2)
         self.range = check_range(range)
 
     def __call__(self, a, b, backend, shard):
@@ -41,12 +42,6 @@ class Binned(Estimator):
         h_b, ids_b, n_b = entropy_from_symbols(symbols(b))
         h_ab, _, _ = entropy_from_symbols(ids_a * n_b + ids_b)  # exact joint ids, no second hash
         return h_a + h_b - h_ab
-
-
-def check_bins(bins):
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"bins must be an int >= 2, got {bins!r}")
-    return bins
 
 
 def check_range(value_range):

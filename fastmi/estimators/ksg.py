@@ -25,6 +25,7 @@ import torch
 
 from .. import kernels
 from ..bandwidth import column_std
+from ..inputs import check_int
 from ..warn import warn_user
 from .base import Estimator
 
@@ -44,9 +45,7 @@ class KSG(Estimator):
     nan_blind = True
 
     def __init__(self, *, k=3):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        self.k = k
+        self.k = check_int(k, "k", 1)
 
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
@@ -174,28 +173,25 @@ def sorted_counts(s, v, eps):
     below, above = np.searchsorted(s, v), np.searchsorted(s, v, "right")  # v's own run is inside
     lo = np.minimum(np.searchsorted(s, v - eps, "right"), below)
     hi = np.maximum(np.searchsorted(s, v + eps), above)
-    n = s.shape[0]
-    while True:  # the first value outside above v, then the first inside below it
-        i = np.nonzero((hi < n) & (np.abs(s[np.minimum(hi, n - 1)] - v) < eps))[0]
-        if i.size == 0:
-            break
-        hi[i] = np.searchsorted(s, s[hi[i]], "right")
-    while True:
-        i = np.nonzero((hi > above) & (np.abs(s[hi - 1] - v) >= eps))[0]
-        if i.size == 0:
-            break
-        hi[i] = np.searchsorted(s, s[hi[i] - 1])
-    while True:
-        i = np.nonzero((lo > 0) & (np.abs(s[lo - 1] - v) < eps))[0]
-        if i.size == 0:
-            break
-        lo[i] = np.searchsorted(s, s[lo[i] - 1])
-    while True:
-        i = np.nonzero((lo < below) & (np.abs(s[np.minimum(lo, n - 1)] - v) >= eps))[0]
-        if i.size == 0:
-            break
-        lo[i] = np.searchsorted(s, s[lo[i]], "right")
+    hi = _step_over(s, v, eps, hi, 0, s.shape[0], inside=True)  # hi: the first value outside above v
+    hi = _step_over(s, v, eps, hi, -1, above, inside=False)
+    lo = _step_over(s, v, eps, lo, -1, 0, inside=True)  # lo: the first value inside below v
+    lo = _step_over(s, v, eps, lo, 0, below, inside=False)
     return hi - lo - 1
+
+
+def _step_over(s, v, eps, index, offset, limit, inside):
+    """Move each index over whole runs of equal values while the value beside it (s[index + offset]:
+    offset 0 the one at it, moving up; -1 the one below, moving down) is inside v's ball (inside=True)
+    or outside it (False), never past limit."""
+    side = "right" if offset == 0 else "left"
+    while True:
+        beside = np.clip(index + offset, 0, s.shape[0] - 1)
+        movable = index < limit if offset == 0 else index > limit
+        i = np.nonzero(movable & ((np.abs(s[beside] - v) < eps) == inside))[0]
+        if i.size == 0:
+            return index
+        index[i] = np.searchsorted(s, s[beside[i]], side)
 
 
 def prepared(x, y, tile=ORDER_TILE):

@@ -9,10 +9,10 @@ writes only the Da x Db MI values. fastmi.unit_mi returns the matrix, estimator=
 import torch
 
 from .. import kernels
-from ..inputs import check_bool
-from .base import Estimator
 from ..bandwidth import power_of_two
-from .binned import SAFE_EXPONENT, _extremes, check_bins, check_range, work_dtype
+from ..inputs import check_bool, check_int
+from .base import Estimator
+from .binned import SAFE_EXPONENT, _extremes, check_range, work_dtype
 
 TINY = 1e-300  # p log p at p = 0 is 0; the clamp keeps its gradient finite
 TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
@@ -26,7 +26,7 @@ class UnitMI(Estimator):
     nan_blind = True
 
     def __init__(self, *, bins=16, soft=False, range=None):
-        self.bins = check_bins(bins)
+        self.bins = check_int(bins, "bins", 2)
         self.soft = check_bool(soft, "soft")
         self.range = check_range(range)
         self.differentiable = self.soft
