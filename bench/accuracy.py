@@ -1,4 +1,5 @@
-"""Accuracy of the KDE bandwidth rules on tasks with closed-form MI (Gaussians, monotone transforms).
+"""Accuracy on tasks with known MI: the KDE bandwidth rules (run), and every estimator on the ground-truth
+suite (estimators: these tasks plus bench/suite.py's high-dimensional and non-Gaussian-copula ones).
 
 Task: a ~ N(0, I_d); b = rho * a + sqrt(1 - rho^2) * noise, so I(a; b) = -(d/2) ln(1 - rho^2)
 (fastmi.reference.gaussian_mi checks it from the covariance). MI is invariant under invertible
@@ -154,23 +155,33 @@ def ground_truth_tasks(n, seed=0):
 ESTIMATORS = {
     "KDE (default)": dict(),
     "KDE loo": dict(loo=True),
-    "KDE loo, median x1/2": dict(loo=True, sigma=functools.partial(median, fraction=0.5)),
     "KSG k=3": dict(estimator="ksg"),
+    "GCMI": dict(estimator="gcmi"),
+    "auto": dict(estimator="auto"),
 }
+CLASSIC = "gaussians & maps"
 
 
-def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
-    """Every estimator on every ground-truth task at each N: estimates, errors, times (CPU, one thread
-    pool). Returns the rows; prints one markdown table per N and a summary."""
+def suite_tasks(n, seed=0):
+    """(name, family, a, b, truth): ground_truth_tasks (family CLASSIC), then bench.suite.extended_tasks."""
+    from bench.suite import extended_tasks
+    for name, a, b, truth in ground_truth_tasks(n, seed):
+        yield name, CLASSIC, a, b, truth
+    yield from extended_tasks(n, seed)
+
+
+def estimators(ns=(1000, 2000, 4000), seed=0, tree=True, backend="auto"):
+    """Every estimator on every task of the suite at each N: estimates, errors, times (CPU). Returns the
+    rows; prints one markdown table per N with summaries, then the mean abs error by N."""
     from bench import timed
     from bench.baselines import sklearn_ksg_mi
     from fastmi.estimators.ksg import standardized
     names = [*ESTIMATORS, *(["KSG, scikit-learn KD-tree"] if tree else [])]
     rows = []
     for n in ns:
-        print(f"\n| task (N={n}) | true MI | " + " | ".join(names) + " |")
-        print("|" + "---|" * (2 + len(names)))
-        for task, a, b, truth in ground_truth_tasks(n, seed):
+        print(f"\n| task (N={n}) | family | true MI | " + " | ".join(names) + " |")
+        print("|" + "---|" * (3 + len(names)))
+        for task, family, a, b, truth in suite_tasks(n, seed):
             a, b = a.float(), b.float()
             cells = []
             for name in names:
@@ -179,20 +190,37 @@ def estimators(ns=(1000, 2000, 4000, 10000), seed=0, tree=True, backend="auto"):
                 else:
                     x, y = standardized(a.double()).numpy(), standardized(b.double()).numpy()
                     seconds, est = timed(lambda: sklearn_ksg_mi(x, y))
-                rows.append(dict(n=n, task=task, truth=truth, estimator=name, estimate=est, seconds=seconds))
+                rows.append(dict(n=n, task=task, family=family, d=a.shape[1], truth=truth, estimator=name,
+                                 estimate=est, seconds=seconds))
                 cells.append(f"{est:.3f}")
-            print(f"| {task} | {truth:.3f} | " + " | ".join(cells) + " |")
+            print(f"| {task} | {family} | {truth:.3f} | " + " | ".join(cells) + " |")
         a, b = wide_low_rank_layers(n)
         cells = [f"{_estimate(a, b, **kwargs, backend=backend):.3f}" for kwargs in ESTIMATORS.values()]
-        print(f"| 64-d layers, 3-d latent (ln N = {math.log(n):.2f}) | ? | " + " | ".join(cells) + " | |")
-        for label, key in (("mean abs error (nats)", "error"), ("mean time (s)", "seconds")):
-            row = []
-            for name in names:
-                mine = [r for r in rows if r["n"] == n and r["estimator"] == name]
-                value = [abs(r["estimate"] - r["truth"]) if key == "error" else r["seconds"] for r in mine]
-                row.append(f"{sum(value) / len(value):.3f}")
-            print(f"| **{label}** | | " + " | ".join(row) + " |")
+        print(f"| 64-d layers, 3-d latent (ln N = {math.log(n):.2f}) | | ? | " + " | ".join(cells) + " | |")
+        mine = [r for r in rows if r["n"] == n]
+        for label, keep, value in _summaries(mine):
+            print(f"| **{label}** | | | " + " | ".join(value([r for r in mine if r["estimator"] == name and keep(r)])
+                                                     for name in names) + " |")
+    print("\n| mean abs error (nats) | " + " | ".join(names) + " |")
+    print("|" + "---|" * (1 + len(names)))
+    for n in ns:
+        cells = [_mean_error([r for r in rows if r["n"] == n and r["estimator"] == name]) for name in names]
+        print(f"| N = {n} | " + " | ".join(cells) + " |")
     return rows
+
+
+def _mean_error(rows):
+    return f"{sum(abs(r['estimate'] - r['truth']) for r in rows) / len(rows):.3f}"
+
+
+def _summaries(rows):
+    """(label, which rows, cell) of the summary lines under a table."""
+    families = dict.fromkeys(r["family"] for r in rows)
+    return [("mean abs error (nats)", lambda r: True, _mean_error),
+            *((f"mean abs error, {family}", lambda r, f=family: r["family"] == f, _mean_error) for family in families),
+            ("worst abs error, d >= 25, MI <= 2", lambda r: r["d"] >= 25 and r["truth"] <= 2,
+             lambda mine: f"{max(abs(r['estimate'] - r['truth']) for r in mine):.3f}"),
+            ("mean time (s)", lambda r: True, lambda mine: f"{sum(r['seconds'] for r in mine) / len(mine):.3f}")]
 
 
 def plot_estimates(rows, n):

@@ -12,8 +12,11 @@ torch.cuda.max_memory_allocated above the inputs (CUDA). A baseline that cannot 
 "error" and never stops the benchmark: "skipped: needs ~X GB" (dense matrices that would not fit the
 memory limit), "out of memory", "timed out after S s", "not installed", "forward only", "failed: ...".
 
+The same machinery measures the dependence measures (bench/dependence.py): `quantity` names what is
+computed ("kde_mi", "cka", "distance_correlation"), and "dense" is always that quantity's naive torch way.
+
 JSON rows (one per N):
-    {"n", "d", "backward", "device", "dtype",
+    {"quantity", "n", "d", "backward", "device", "dtype",
      "results": {method: {"seconds", "seconds_min", "seconds_max", "times", "peak_mb",
                           "process_peak_rss_mb", "value", "pairs_per_s",
                           "speedup_vs_dense", "memory_ratio_vs_dense"}   # or {"error": "..."}}}
@@ -29,7 +32,9 @@ from fastmi.monitor import new_figure
 
 METHODS = ("fastmi", "dense", "numpy", "keops")
 BASELINE = "dense"
-DENSE_MATRICES = {"dense": 8, "numpy": 17}  # peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd)
+# peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd); dcor (the package): float64 matrices, forward
+DENSE_MATRICES = {"dense": 8, "numpy": 17, "dcor": 8}
+QUANTITIES = {"kde_mi": "KDE MI", "cka": "RBF CKA", "distance_correlation": "distance correlation"}
 
 
 def _proc_mb(path, key):
@@ -72,19 +77,24 @@ def _inputs(n, d, dtype, device):
     return a.to(device=device, dtype=getattr(torch, dtype)), b.to(device=device, dtype=getattr(torch, dtype))
 
 
-def _method(name):
+def _method(name, quantity="kde_mi"):
+    """The function of `method` that computes `quantity` (QUANTITIES)."""
     import fastmi
     from bench import baselines
-    return {"fastmi": fastmi.layer_mi, "dense": baselines.dense_kde_mi, "numpy": baselines.numpy_kde_mi,
-            "keops": baselines.keops_kde_mi}[name]
+    return {"kde_mi": {"fastmi": fastmi.layer_mi, "dense": baselines.dense_kde_mi, "numpy": baselines.numpy_kde_mi,
+                       "keops": baselines.keops_kde_mi},
+            "cka": {"fastmi": fastmi.cka, "dense": baselines.dense_cka, "keops": baselines.keops_cka},
+            "distance_correlation": {"fastmi": fastmi.distance_correlation,
+                                     "dense": baselines.dense_distance_correlation,
+                                     "dcor": baselines.dcor_distance_correlation}}[quantity][name]
 
 
-def worker(method, n, d, backward, device, reps, dtype="float32"):
+def worker(method, n, d, backward, device, reps, dtype="float32", quantity="kde_mi"):
     """Time `reps` runs of one method in this process; return a dict of seconds and peak memory."""
     import torch
     a, b = _inputs(n, d, dtype, device)
     a, b = a.requires_grad_(backward), b.requires_grad_(backward)
-    fn = _method(method)
+    fn = _method(method, quantity)
     cuda = device == "cuda"
 
     def once():
@@ -111,15 +121,20 @@ def worker(method, n, d, backward, device, reps, dtype="float32"):
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else status_mb("VmHWM") - base
     median = sorted(times)[len(times) // 2]
-    return dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype, seconds=median,
-                seconds_min=min(times), seconds_max=max(times), times=times, peak_mb=peak,
+    return dict(method=method, quantity=quantity, n=n, d=d, backward=backward, device=device, dtype=dtype,
+                seconds=median, seconds_min=min(times), seconds_max=max(times), times=times, peak_mb=peak,
                 process_peak_rss_mb=status_mb("VmHWM"), value=float(value.detach()), pairs_per_s=n * n / median)
 
 
 def _cannot_run(method, n, backward, device, memory_limit_mb):
     """Why a method is not even started (a reason string), or None."""
-    if method == "numpy" and (backward or device != "cpu"):
+    if method in ("numpy", "dcor") and (backward or device != "cpu"):
         return "forward only" if backward else "CPU only"
+    if method == "dcor":
+        try:
+            import dcor  # noqa: F401
+        except ImportError:
+            return "not installed (pip install dcor)"
     if method == "keops":
         try:
             import pykeops  # noqa: F401
@@ -132,7 +147,7 @@ def _cannot_run(method, n, backward, device, memory_limit_mb):
 
 
 def measure(method, n, d, backward=True, device="cpu", reps=2, dtype="float32", timeout=600.0,
-            memory_limit_mb=None):
+            memory_limit_mb=None, quantity="kde_mi"):
     """Run worker() in a fresh interpreter so that peak memory is this measurement's own; a method
     that cannot run returns {"error": reason} instead of raising."""
     head = dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype)
@@ -140,7 +155,8 @@ def measure(method, n, d, backward=True, device="cpu", reps=2, dtype="float32", 
     reason = _cannot_run(method, n, backward, device, limit)
     if reason:
         return dict(head, error=reason)
-    cmd = [sys.executable, "-m", "bench.compare", method, str(n), str(d), str(int(backward)), device, str(reps), dtype]
+    cmd = [sys.executable, "-m", "bench.compare", method, str(n), str(d), str(int(backward)), device, str(reps), dtype,
+           quantity]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                               env=dict(os.environ, TRITON_INTERPRET="0"))
@@ -156,7 +172,7 @@ def measure(method, n, d, backward=True, device="cpu", reps=2, dtype="float32", 
 
 
 def side_by_side(sizes, d, backward, device, reps=3, methods=("fastmi", "dense"), dtype="float32", timeout=600.0,
-                 memory_limit_mb=None):
+                 memory_limit_mb=None, quantity="kde_mi"):
     """One row per N with every method's measurement and its ratios vs the dense baseline; prints a
     markdown table and a progress line per measurement (stderr)."""
     rows = []
@@ -165,11 +181,11 @@ def side_by_side(sizes, d, backward, device, reps=3, methods=("fastmi", "dense")
         results = {}
         for method in methods:
             done += 1
-            print(f"[{done}/{total}] {method} N={n} D={d} {dtype} {device} "
+            print(f"[{done}/{total}] {quantity} {method} N={n} D={d} {dtype} {device} "
                   f"{'forward+backward' if backward else 'forward'} ...", file=sys.stderr, flush=True)
-            results[method] = measure(method, n, d, backward, device, reps, dtype, timeout, memory_limit_mb)
+            results[method] = measure(method, n, d, backward, device, reps, dtype, timeout, memory_limit_mb, quantity)
         _add_ratios(results)
-        rows.append(dict(n=n, d=d, backward=backward, device=device, dtype=dtype, results=results))
+        rows.append(dict(quantity=quantity, n=n, d=d, backward=backward, device=device, dtype=dtype, results=results))
     print_table(rows)
     return rows
 
@@ -186,7 +202,8 @@ def print_table(rows):
     if not rows:
         return
     r0 = rows[0]
-    print(f"\nKDE MI, {'forward+backward' if r0['backward'] else 'forward'}, D = {r0['d']}, {r0['dtype']}, "
+    print(f"\n{QUANTITIES[r0.get('quantity', 'kde_mi')]}, {'forward+backward' if r0['backward'] else 'forward'}, "
+          f"D = {r0['d']}, {r0['dtype']}, "
           f"{r0['device']}; time = median of repeats (min-max); ratios vs {BASELINE}")
     print("| method | N | time s | spread s | speed-up vs dense | peak MB | memory ratio vs dense | |dI| vs dense |")
     print("|---|---|---|---|---|---|---|---|")
@@ -228,5 +245,5 @@ def plot(rows, title):
 
 
 if __name__ == "__main__":
-    m, n, d, bwd, dev, reps, dt = sys.argv[1:8]
-    print(json.dumps(worker(m, int(n), int(d), bool(int(bwd)), dev, int(reps), dt)))
+    m, n, d, bwd, dev, reps, dt, what = sys.argv[1:9]
+    print(json.dumps(worker(m, int(n), int(d), bool(int(bwd)), dev, int(reps), dt, what)))

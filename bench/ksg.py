@@ -5,7 +5,7 @@ Every method gets the same columns scaled to unit variance in float64 and gives 
 tree baselines to float rounding of their digamma sums). A method whose time, predicted from its
 previous sizes at this dimension (the power of N they showed, quadratic from one size), exceeds
 `budget` seconds is a "-": the baselines' rows appear where they finish. Then mi_test's cost against
-one estimate's.
+one estimate's (bench/significance.py).
 """
 import json
 import math
@@ -16,17 +16,12 @@ import sys
 import torch
 
 import fastmi
-from bench import save_json, timed
+from bench import save_json, significance, timed
+from bench.significance import correlated
 from bench.baselines import ckdtree_ksg_mi, sklearn_ksg_mi
 from fastmi.estimators import ksg
 
 METHODS = ("fastmi", "fastmi_tree", "fastmi_tiles", "ckdtree", "sklearn")
-
-
-def correlated(n, d, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, d, generator=g)
-    return a, 0.8 * a + 0.6 * torch.randn(n, d, generator=g)
 
 
 def path_ksg(x, y, k, tree):
@@ -58,7 +53,7 @@ def run(sizes=(2_000, 20_000, 200_000, 1_000_000), dims=(1, 2, 5, 10, 20), k=3, 
     for d in dims:
         for n in sizes:
             rows.append(_row(n, d, k, reps, budget, last))
-    test = mi_test_cost(test_n, test_d, k, permutations)
+    test = significance.cost("ksg", test_n, test_d, permutations, k=k)
     memory = peak_memory(memory_n, 2, k) if memory_n else None
     save_json("ksg_cpu.json", dict(threads=torch.get_num_threads(), k=k, budget_s=budget, rows=rows,
                                    crossover=ksg.TREE_CROSSOVER, mi_test=test, memory=memory))
@@ -104,7 +99,7 @@ def _print(r):
           f"{s('ckdtree')} | {s('sklearn')} | {ratio('ckdtree')} | {ratio('sklearn')} | {mi} |")
 
 
-def crossover(sizes=(2_000, 20_000, 100_000), dims=(2, 3, 4, 5, 6, 8, 10), k=3):
+def crossover(sizes=(200, 500, 2_000, 20_000, 100_000), dims=(1, 2, 3, 4, 5, 6, 8, 10), k=3):
     """fastmi's tree path against its tiles at Da = Db = d: where the tiles start to win at each N (the
     source of ksg.TREE_CROSSOVER). Stops a size at the first dimension where the tiles win."""
     print("| N | Da + Db | tree s | tiles s | tiles / tree |")
@@ -136,15 +131,3 @@ def peak_memory(n, d, k):
     print(f"fastmi alone, N = {n:,}, Da = Db = {d}, fresh process: peak RSS {result['peak_above_inputs_mb']:.0f} MB "
           f"above the inputs ({result['process_peak_mb']:.0f} MB for the whole process)")
     return result
-
-
-def mi_test_cost(n, d, k, permutations, reps=3):
-    """mi_test(estimator="ksg") against `permutations` one-estimate times, side by side."""
-    a, b = correlated(n, d)
-    one, _ = timed(lambda: fastmi.layer_mi(a, b, estimator="ksg", k=k), reps)
-    test_s, result = timed(lambda: fastmi.mi_test(a, b, estimator="ksg", k=k, permutations=permutations), reps)
-    print(f"\nmi_test(estimator='ksg', permutations={permutations}), N = {n}, Da = Db = {d}: {test_s:.2f} s = "
-          f"{test_s / one:.0f} one-estimate times ({test_s / one / permutations:.2f} x {permutations}; one estimate "
-          f"{one * 1e3:.0f} ms); p = {result.p_value:.3g}")
-    return dict(n=n, d=d, permutations=permutations, one_s=one, test_s=test_s,
-                per_permutation=test_s / one / permutations, p_value=result.p_value)

@@ -27,7 +27,10 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
         estimator: "kde" (default), the pairwise Gaussian-KDE estimator, differentiable;
             "binned", plug-in MI of the rows' bin patterns; "unit", the mean over unit pairs of
             fastmi.unit_mi (differentiable with soft=True); "ksg", the Kraskov-Stoegbauer-Grassberger
-            kNN estimator (the least biased at low dimension). Formulas: docs/design.md.
+            kNN estimator (the least biased at low intrinsic dimension); "gcmi", Gaussian-copula MI
+            (exact for Gaussian copulas at any dimension); "auto", KSG or GCMI chosen from the data
+            (the most accurate on the ground-truth suite: README, "Which estimator?"). Formulas:
+            docs/design.md.
         units: "nats" or "bits".
         backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
         check_finite: raise ValueError on NaN/Inf inputs (costs one pass and a sync; False skips it,
@@ -44,6 +47,8 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
             binned: bins=30, range=None ((lo, hi) for every unit; default the layer's min/max).
             unit: bins=16, soft=False, range=None (default each unit's own min/max).
             ksg: k=3 (nearest neighbours, 1 <= k < N; columns scaled to unit variance first).
+            gcmi: bias_correction=True (subtract the analytic bias of the Gaussian estimate).
+            auto: k=3 (KSG's, where KSG is chosen).
 
     Returns:
         0-d tensor, float64 for float64 inputs and float32 otherwise; differentiable with respect

@@ -112,3 +112,72 @@ def ksg_mi_tree(a, b, k=3, workers=1):
     na, nb = (cKDTree(v).query_ball_point(v, radius, p=np.inf, return_length=True, workers=workers) - 1 for v in (a, b))
     na, nb = np.where(eps > 0, na, 0), np.where(eps > 0, nb, 0)
     return float(digamma(k) + digamma(len(a)) - np.mean(digamma(na + 1) + digamma(nb + 1)))
+
+
+def gcmi_dense(a, b, bias_correction=True):
+    """Gaussian-copula MI in nats (Ince et al. 2017) with scipy: mid-ranks (scipy.stats.rankdata), normal
+    scores, then 1/2 [ln det C_a + ln det C_b - ln det C] from full-rank float64 covariances, less the
+    Wishart bias of each log-determinant: sum_{i=1..d} psi((N - i) / 2) + d ln(2 / (N - 1))."""
+    from scipy.special import digamma, ndtri
+    from scipy.stats import rankdata
+    a, b = (np.asarray(x, dtype=np.float64).reshape(len(x), -1) for x in (a, b))
+    n = len(a)
+    z = ndtri(rankdata(np.hstack([a, b]), axis=0) / (n + 1))
+
+    def logdet(cols):
+        sign, value = np.linalg.slogdet(np.atleast_2d(np.cov(z[:, cols], rowvar=False)))
+        assert sign > 0, "gcmi_dense needs full-rank covariances"
+        d = len(cols)
+        bias = digamma((n - np.arange(1, d + 1)) / 2).sum() + d * np.log(2 / (n - 1)) if bias_correction else 0.0
+        return value - bias
+
+    da, d = a.shape[1], a.shape[1] + b.shape[1]
+    return float(0.5 * (logdet(range(da)) + logdet(range(da, d)) - logdet(range(d))))
+
+
+def _rbf_gram(x, sigma):
+    return torch.exp(-_scaled_sq_dists(x, sigma, 0.5))
+
+
+def hsic_dense(k, l, unbiased=False):
+    """HSIC of two N x N kernel matrices, float64: tr(K H L H) / N^2 with the explicit centring matrix H
+    (Gretton et al. 2005), or Song et al.'s (2012) unbiased estimator on the zero-diagonal K~, L~."""
+    n = k.shape[0]
+    if not unbiased:
+        h = torch.eye(n, dtype=torch.float64) - 1.0 / n
+        return torch.trace(k @ h @ l @ h) / n ** 2
+    k, l = k - torch.diag(torch.diag(k)), l - torch.diag(torch.diag(l))
+    one = torch.ones(n, 1, dtype=torch.float64)
+    total = torch.trace(k @ l) + (one.T @ k @ one) * (one.T @ l @ one) / ((n - 1) * (n - 2)) \
+        - 2.0 / (n - 2) * (one.T @ k @ l @ one)
+    return total.squeeze() / (n * (n - 3))
+
+
+def rbf_hsic_dense(a, b, sigma_a, sigma_b, unbiased=False):
+    """HSIC with RBF kernels exp(-||x - y||^2 / (2 sigma^2)) from dense float64 matrices; differentiable."""
+    return hsic_dense(_rbf_gram(a, sigma_a), _rbf_gram(b, sigma_b), unbiased)
+
+
+def cka_dense(a, b, sigma_a=None, sigma_b=None, unbiased=False):
+    """CKA, float64: RBF kernels with the given sigmas, or linear kernels of the centred inputs (sigmas None)."""
+    def gram(x, sigma):
+        x = x.double()
+        if sigma is None:
+            x = x - x.mean(0)
+            return x @ x.T
+        return _rbf_gram(x, sigma)
+    k, l = gram(a, sigma_a), gram(b, sigma_b)
+    return hsic_dense(k, l, unbiased) / (hsic_dense(k, k, unbiased) * hsic_dense(l, l, unbiased)).sqrt()
+
+
+def distance_correlation_dense(a, b):
+    """Distance correlation (V-statistic), float64, from explicitly double-centred distance matrices
+    A_ij = a_ij - mean_i - mean_j + mean (Szekely et al. 2007)."""
+    def centred(x):
+        x = x.double()
+        d = (x[:, None, :] - x[None, :, :]).square().sum(-1).clamp_min(1e-300).sqrt()
+        d = d - torch.diag(torch.diag(d))
+        return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+    big_a, big_b = centred(a), centred(b)
+    dcov, var_a, var_b = ((p * q).mean() for p, q in ((big_a, big_b), (big_a, big_a), (big_b, big_b)))
+    return (dcov / (var_a * var_b).sqrt()).clamp_min(0).sqrt()

@@ -33,8 +33,10 @@ def mi_test(a, b, *, estimator="ksg", permutations=200, seed=0, units="nats", ba
 
     Args:
         a, b: as for layer_mi (N >= 3 paired rows; inputs are checked for NaN/Inf).
-        estimator: any of layer_mi's; "ksg" (default) shares its marginal search trees between the
-            permutations. options: the estimator's own, as for layer_mi.
+        estimator: any of layer_mi's. Shared between the permutations: "ksg" (default) its marginal
+            search trees, "kde" its two kernel matrices (and the data's bandwidth), "gcmi" the sides'
+            whitened normal scores; "auto" chooses once, on the unpermuted data. options: the
+            estimator's own, as for layer_mi.
         permutations: how many permutations of b's rows make the null (an int >= 1); the smallest
             p-value possible is 1 / (1 + permutations).
         seed: seeds the generator of the permutations (the same seed gives the same test).

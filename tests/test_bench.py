@@ -49,15 +49,18 @@ def test_overhead_measures_three_timings_and_the_cost_model():
 
 
 def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
-    from bench.accuracy import estimators, ground_truth_tasks
+    from bench.accuracy import estimators, ground_truth_tasks, suite_tasks
     tasks = list(ground_truth_tasks(300))
     assert len(tasks) == 19 and all(t > 0 and a.shape[0] == 300 == b.shape[0] for _, a, b, t in tasks)
     rows = estimators(ns=(300,), backend="torch")  # the interpreter is slow; kernels are tested elsewhere
-    assert {r["estimator"] for r in rows} >= {"KDE (default)", "KSG k=3", "KSG, scikit-learn KD-tree"}
+    assert {r["estimator"] for r in rows} >= {"KDE (default)", "KSG k=3", "GCMI", "auto", "KSG, scikit-learn KD-tree"}
+    assert len({r["task"] for r in rows}) == len(list(suite_tasks(300))) > 19
     by = {(r["task"], r["estimator"]): r["estimate"] for r in rows}
     for task, *_ in tasks:  # the same algorithm: float32 distances vs the tree's float64
         assert abs(by[(task, "KSG k=3")] - by[(task, "KSG, scikit-learn KD-tree")]) < 2e-3
-    assert "mean abs error" in capsys.readouterr().out
+    assert all(by[(r["task"], "auto")] in (by[(r["task"], "KSG k=3")], by[(r["task"], "GCMI")]) for r in rows)
+    out = capsys.readouterr().out
+    assert "mean abs error, non-gaussian copula" in out and "worst abs error, d >= 25" in out and "| N = 300 |" in out
 
 
 def test_student_t_correction_vanishes_for_large_dof():
@@ -137,6 +140,33 @@ def test_ksg_job_times_every_method_they_agree_and_the_budget_skips(tmp_path, mo
     saved = json.loads((tmp_path / "ksg_cpu.json").read_text())
     assert saved["rows"] == rows and saved["mi_test"] == test
     assert saved["memory"]["n"] == 2000 and saved["memory"]["peak_above_inputs_mb"] >= 0
+
+
+def test_significance_job_costs_rates_and_power(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    from bench import significance
+    timings, rates = significance.run(costs=(("kde", 300, 4, {}),), estimators=(("gcmi", {}), ("auto", {})),
+                                      seeds=40, n=60, permutations=19)
+    assert timings[0]["estimator"] == "kde" and timings[0]["per_permutation"] > 0
+    assert [r["estimator"] for r in rates] == ["gcmi", "auto"]
+    for r in rates:  # 40 seeds: a correct test rejects ~2 of them (never all)
+        assert 0 <= r["below"] <= r["at_most"] < 0.3 and r["dependent_p"] == 1 / 201
+    saved = json.loads((tmp_path / "significance.json").read_text())
+    assert saved["rates"] == rates and saved["costs"] == timings
+
+
+def test_dependence_job_agrees_with_its_baselines(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
+    from bench import dependence
+    out = dependence.run(sizes=(96,), d=3, reps=1, large=200, tables=(
+        ("cka", True, ("fastmi", "dense")), ("distance_correlation", False, ("fastmi", "dense", "dcor"))))
+    for rows in (out["dependence_cka_fwd_bwd"], out["dependence_distance_correlation_fwd"]):
+        results = rows[0]["results"]
+        assert all(abs(r["value"] - results["fastmi"]["value"]) < 1e-5 for r in results.values())
+        assert "speedup_vs_dense" in results["fastmi"]
+    assert out["large"]["n"] == 200 and out["large"]["peak_mb"] >= 0
+    assert json.loads((tmp_path / "dependence_cpu.json").read_text())["large"]["quantity"] == "cka"
 
 
 def test_output_goes_to_an_untracked_folder_and_plots_are_optional(tmp_path):

@@ -88,3 +88,30 @@ def test_launches_follow_the_tensors_device():
     with torch.cuda.device(0):
         value = float(fastmi.layer_mi(a, b, backend="triton"))
     assert math.isclose(value, kde_reference(a, b)[0], abs_tol=2e-5)
+
+
+@pytest.mark.parametrize("estimator", ["gcmi", "auto"])
+def test_torch_estimators_on_cuda_equal_the_cpu(estimator):
+    a, b = layer_pair(4096, 8, torch.float64, "cuda")
+    assert math.isclose(float(fastmi.layer_mi(a, b, estimator=estimator)),
+                        float(fastmi.layer_mi(a.cpu(), b.cpu(), estimator=estimator)), abs_tol=1e-9)
+
+
+def test_kde_surrogates_on_cuda_equal_the_cpu():
+    a, b = layer_pair(2048, 32, torch.float32, "cuda")
+    gpu = fastmi.mi_test(a, b, estimator="kde", permutations=20)
+    cpu = fastmi.mi_test(a.cpu(), b.cpu(), estimator="kde", permutations=20)
+    assert abs(gpu.null_mean - cpu.null_mean) < 1e-4 and abs(gpu.estimate - cpu.estimate) < 1e-4
+
+
+@pytest.mark.parametrize("measure", [fastmi.cka, fastmi.distance_correlation])
+def test_dependence_measures_on_cuda_equal_the_cpu(measure):
+    a, b = layer_pair(3000, 16, torch.float32, "cuda")
+    x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+    value = measure(x, y)
+    value.backward()
+    xc, yc = a.cpu().requires_grad_(), b.cpu().requires_grad_()
+    expected = measure(xc, yc)
+    expected.backward()
+    assert abs(float(value) - float(expected)) < 1e-5
+    assert relative_error(x.grad.cpu(), xc.grad) < 1e-4 and relative_error(y.grad.cpu(), yc.grad) < 1e-4

@@ -89,7 +89,7 @@ def test_float32_inputs_equal_their_float64_values(da, db):
 
 def test_tree_is_chosen_up_to_the_measured_crossover():
     assert [round(ksg.tree_max_dim(n)) for n, _ in ksg.TREE_CROSSOVER] == [d for _, d in ksg.TREE_CROSSOVER]
-    assert ksg.tree_max_dim(200) < 7 < ksg.tree_max_dim(5000) < 13 < ksg.tree_max_dim(50_000) < 20 < ksg.tree_max_dim(10 ** 6)
+    assert ksg.tree_max_dim(100) < 4 < ksg.tree_max_dim(500) < 7 < ksg.tree_max_dim(5000) < 13 < ksg.tree_max_dim(50_000) < 20 < ksg.tree_max_dim(10 ** 6)
     x = torch.zeros(20_000, 6, dtype=torch.float64)
     assert ksg.uses_tree(x, x, "torch") and not ksg.uses_tree(x, torch.zeros(20_000, 8), "torch")
     assert not ksg.uses_tree(x, x, "triton")

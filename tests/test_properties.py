@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 import fastmi
 
-ESTIMATORS = ["kde", "ksg", "binned", "unit"]
-# Per-column scaling leaves the KDE with a rule, KSG and unit-pair MI unchanged (they standardise or bin
-# each column); the layer-binned estimator bins over the layer's range, so only a common factor.
-PER_COLUMN = {"kde": True, "ksg": True, "unit": True, "binned": False}
+ESTIMATORS = ["kde", "ksg", "binned", "unit", "gcmi", "auto"]
+# Per-column scaling leaves the KDE with a rule, KSG, GCMI and unit-pair MI unchanged (they standardise,
+# rank or bin each column); the layer-binned estimator bins over the layer's range, so only a common factor.
+PER_COLUMN = {"kde": True, "ksg": True, "unit": True, "binned": False, "gcmi": True, "auto": True}
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -36,7 +36,7 @@ def layers(draw, dtype=torch.float64):
 def estimate(a, b, estimator, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # saturation and KSG's ties warnings
-        k = {"k": min(3, a.shape[0] - 1)} if estimator == "ksg" else {}
+        k = {"k": min(3, a.shape[0] - 1)} if estimator in ("ksg", "auto") else {}
         return fastmi.layer_mi(a, b, estimator=estimator, backend=kwargs.pop("backend", "torch"), **k, **kwargs)
 
 
@@ -87,7 +87,7 @@ def test_finite_input_gives_a_finite_estimate(estimator, data):
     value = estimate(a, b, estimator)
     assert bool(torch.isfinite(torch.as_tensor(value)).all())
     if estimator != "unit":
-        assert float(value) <= math.log(a.shape[0]) + 1e-4 or estimator == "ksg"
+        assert float(value) <= math.log(a.shape[0]) + 1e-4 or estimator in ("ksg", "gcmi", "auto")
 
 
 @pytest.mark.parametrize("estimator,atol", [("kde", 2e-5), ("binned", 0.0), ("ksg", 0.0), ("unit", 1e-5)])

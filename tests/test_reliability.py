@@ -31,7 +31,7 @@ def quiet(call):
 
 # ------------------------------------------------------------------------------------------ dtypes
 
-@pytest.mark.parametrize("estimator", ["ksg", "kde", "binned", "unit"])
+@pytest.mark.parametrize("estimator", ["ksg", "kde", "binned", "unit", "gcmi"])
 @pytest.mark.parametrize("low", [torch.float32, torch.float16])
 def test_mixed_precision_pairs_are_promoted(estimator, low):
     a, b = pair()
@@ -54,6 +54,7 @@ def test_unsupported_floating_dtypes_are_named(dtype):
     ("kde", torch.float64, (1e160, 1e300, 1e-300)),
     ("kde", torch.float32, (1e-30, 1e30, 2e37)),
     ("ksg", torch.float64, (1e160, 1e-300)),
+    ("gcmi", torch.float64, (1e160, 1e-300)),
     ("binned", torch.float32, (1e-40, 1e-30, 1e37)),
     ("unit", torch.float32, (1e-40, 1e37)),
     ("unit", torch.float64, (1e-300, 1e300)),

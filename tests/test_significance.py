@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import fastmi
-from fastmi.estimators import ksg
+from fastmi import bandwidth
+from fastmi.estimators import kde, ksg
 from fastmi.significance import row_permutations
 from helpers import shared_column_pair
 
@@ -66,6 +67,44 @@ def test_listed_distances_fall_back_to_the_tree_beyond_the_list(monkeypatch):
     side = ksg.Marginal(x)
     side.list_nearest(torch.full((500,), 20))
     assert side.nearest is None
+
+
+@pytest.mark.parametrize("sigma", [0.8, "silverman", (0.5, "scott")])
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def test_kde_surrogates_from_the_kernel_matrices_are_the_separate_estimates(sigma, dtype, atol):
+    a, b = (x.to(dtype) for x in shared_column_pair(300, 3, 2, seed=7))
+    order = row_permutations(300, 6, 2)
+    estimate, null = kde.KDE(sigma=sigma).with_null(a, b, order, "torch")
+    separate = torch.stack([fastmi.layer_mi(a, b[p], sigma=sigma, backend="torch").double() for p in order])
+    assert float(estimate) == pytest.approx(float(fastmi.layer_mi(a, b, sigma=sigma, backend="torch")), abs=atol)
+    assert float((null.double() - separate).abs().max()) <= atol and float(null.std()) > 0
+
+
+def test_kde_surrogates_keep_the_median_bandwidth_of_the_data():
+    a, b = shared_column_pair(600, 2, 2, seed=8)  # the median rule sees an evenly strided 256-row subsample
+    order = row_permutations(600, 3, 0)
+    seen = []
+
+    def recording(n, d, z):
+        seen.append(float(bandwidth.median(n, d, z)))
+        return seen[-1]
+    _, null = kde.KDE().with_null(a, b, order, "torch")
+    _, recorded = kde.KDE(sigma=recording).with_null(a, b, order, "torch")
+    fixed = (lambda n, d, z: seen[0], lambda n, d, z: seen[1])  # the data's factors, not each surrogate's
+    separate = torch.stack([fastmi.layer_mi(a, b[p], sigma=fixed, backend="torch") for p in order])
+    assert len(seen) == 2 and torch.equal(null, recorded) and float((null - separate).abs().max()) < 1e-10
+
+
+@pytest.mark.parametrize("case", ["loo", "over budget"])
+def test_kde_falls_back_to_separate_estimates(case, monkeypatch):
+    a, b = shared_column_pair(200, 2, 2, seed=9)
+    options = dict(loo=True) if case == "loo" else {}
+    if case == "over budget":
+        monkeypatch.setattr(kde, "NULL_BYTES", 200 * 200 * 8)
+    order = row_permutations(200, 3, 1)
+    _, null = kde.KDE(**options).with_null(a, b, order, "torch")
+    separate = torch.stack([fastmi.layer_mi(a, b[p], **options, backend="torch") for p in order])
+    assert torch.equal(null, separate)
 
 
 @pytest.mark.parametrize("estimator,options", [("kde", {}), ("binned", dict(bins=8)), ("unit", dict(bins=8))])

@@ -1,7 +1,9 @@
 """The estimator registry: one module per estimator, one line here (interface: base.py)."""
+from .auto import Auto
 from .binned import Binned
+from .gcmi import GCMI
 from .kde import KDE
 from .ksg import KSG
 from .unit import UnitMI
 
-ESTIMATORS = {"kde": KDE, "binned": Binned, "unit": UnitMI, "ksg": KSG}
+ESTIMATORS = {"kde": KDE, "binned": Binned, "unit": UnitMI, "ksg": KSG, "gcmi": GCMI, "auto": Auto}

@@ -16,7 +16,8 @@ fastmi.api converts the result to the inputs' result dtype and to bits; autocast
 
 is what fastmi.mi_test calls (one process, no shard): the estimate and, for each row permutation p
 (a (P, N) index tensor), the estimate with b's rows permuted. An estimator overrides it to share work
-between the surrogates (KSG: the marginal search trees).
+between the surrogates (KSG: the marginal search trees; KDE: the kernel matrices; GCMI: the whitened
+scores; auto: the choice).
 """
 import inspect
 

@@ -28,6 +28,7 @@ from .base import Estimator
 LOG2E = 1.0 / math.log(2.0)
 DIVERGENCE_FACTOR = {"kl": 1.0 / 2.0, "bhattacharyya": 1.0 / 8.0}  # alpha = factor * ||da / sigma||^2
 SATURATION = 0.95  # warn when the estimate is within 5% of its ceiling ln N
+NULL_BYTES = 256 << 20  # mi_test keeps both N x N kernel matrices up to this size (float32: N <= 5792)
 
 
 class KDE(Estimator):
@@ -48,6 +49,27 @@ class KDE(Estimator):
 
     def __call__(self, a, b, backend, shard):
         return self.chain([a, b], backend, shard)[0]
+
+    @torch.no_grad()
+    def with_null(self, a, b, permutations, backend):
+        """The estimate and its surrogates from the two N x N kernel matrices K_a, K_b, computed once: a
+        permutation p of b's rows permutes b's marginal sums and makes the joint sums
+        sum_j K_a[i, j] K_b[p_i, p_j] (one gather and one product per pair, no distances or exps). Every
+        surrogate keeps the unpermuted data's bandwidth (its marginal is the same; the median rule's row
+        subsample would otherwise differ). Leave-one-out, or matrices over NULL_BYTES: one plain call each."""
+        dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+        n = a.shape[0]
+        if self.loo or 2 * n * n * dtype.itemsize > NULL_BYTES:
+            return super().with_null(a, b, permutations, backend)
+        as_a, as_b = self._operand_keys([a.shape[1], b.shape[1]])
+        ka, kb = (kernel_matrix(self._operand(x, x, key, dtype, None)[0])
+                  for x, key in ((a, as_a[0]), (b, as_b[0])))
+        marginals = ka.sum(1).log().mean() + kb.sum(1).log().mean() - math.log(n)
+        estimate = (ka * kb).sum(1).log().mean() - marginals
+        _warn_if_saturated(estimate[None], n)
+        rows, product = torch.empty_like(ka[:ROW_BLOCK]), torch.empty_like(ka[:ROW_BLOCK])
+        null = torch.stack([joint_log_sums(ka, kb, p.to(ka.device), rows, product).mean() for p in permutations])
+        return estimate, null - marginals
 
     def chain(self, layers, backend, shard):
         """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype.
@@ -105,6 +127,29 @@ class KDE(Estimator):
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
         x = ((own - mean) * scale).to(dtype)
         return x, None if shard is None else ((every - mean) * scale).detach().to(dtype)
+
+
+ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums
+
+
+def kernel_matrix(x):
+    """(N, N) exp2(-||x_i - x_j||^2) of a prepared operand, exponents clamped as kde_torch clamps them."""
+    layer = kde_torch.Layer(x)
+    k = layer.left @ layer.right.T
+    k.diagonal().zero_()
+    return k.clamp_(min=-kde_torch.CUT[x.dtype], max=0.0).exp2_()
+
+
+def joint_log_sums(ka, kb, p, rows, product):
+    """(N,) ln sum_j K_a[i, j] K_b[p_i, p_j], ROW_BLOCK rows at a time in the buffers rows and product."""
+    n = ka.shape[0]
+    out = ka.new_empty(n)
+    for lo in range(0, n, ROW_BLOCK):
+        hi = min(lo + ROW_BLOCK, n)
+        gathered = torch.index_select(kb, 0, p[lo:hi], out=rows[:hi - lo])
+        torch.gather(gathered, 1, p.expand(hi - lo, n), out=product[:hi - lo])
+        torch.sum(product[:hi - lo].mul_(ka[lo:hi]), 1, out=out[lo:hi])
+    return out.log_()
 
 
 def operand_dtype(backend, like):

@@ -34,7 +34,7 @@ TRITON_TILE = 32  # the same for the Triton kernels: float64 64 x 64 tiles spill
 TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
 # CPU crossover, measured (README, "KSG"): scipy's cKDTree is faster than the tiles up to this joint
 # dimension Da + Db at N rows; in between and beyond, linear in log N.
-TREE_CROSSOVER = ((2_000, 7), (20_000, 13), (100_000, 20))
+TREE_CROSSOVER = ((200, 4), (2_000, 7), (20_000, 13), (100_000, 20))
 
 
 class KSG(Estimator):
@@ -106,7 +106,8 @@ def uses_tree(x, y, backend):
 
 def tree_max_dim(n):
     """The largest joint dimension at which the tree beats the tiles at n rows (TREE_CROSSOVER)."""
-    (n0, d0), (n1, d1) = TREE_CROSSOVER[:2] if n < TREE_CROSSOVER[1][0] else TREE_CROSSOVER[1:]
+    segments = list(zip(TREE_CROSSOVER[:-1], TREE_CROSSOVER[1:]))
+    (n0, d0), (n1, d1) = next((s for s in segments if n < s[1][0]), segments[-1])
     return d0 + (d1 - d0) * math.log(n / n0) / math.log(n1 / n0)
 
 

@@ -1,0 +1,121 @@
+"""The one pass behind HSIC, CKA and distance correlation (docs/design.md, "Dependence measures"): for
+L layers x^1..x^L (N rows each) and their pair matrices P^m_ij = p(x^m_i, x^m_j) of one kind,
+
+    S[m, m'] = sum_ij P^m_ij P^m'_ij   (m <= m'; S is symmetric)        R[m] = P^m 1   (row sums)
+
+(diagonal included), in tiles of at most ROWS x CHUNK pairs, each unordered pair computed once (the
+tiles at and right of the diagonal), each layer's tile once per tile whatever L: memory
+O(N sum_m D_m + L ROWS CHUNK), no N x N buffer forward or backward. Kinds: "rbf", p = exp(-gamma_m
+||x_i - x_j||^2) (gamma = 1 / (2 sigma^2)); "distance", p = ||x_i - x_j|| (0 on the diagonal and for
+duplicate rows). HSIC, CKA and distance correlation of two inputs are L = 2; cka_matrix is any L.
+
+Backward (the measures are torch formulas of S and R, so autograd hands back g_S and g_R): P^m is
+symmetric and P^m_kj depends on x^m_k through dP^m_kj/dx^m_k = p'_kj (x^m_k - x^m_j), with p' = -2 gamma P
+(rbf) or 1 / P (distance; 0 where P = 0, as torch.cdist defines it). With G = g_S + g_S^T and summing
+the (k, j) and (j, k) terms,
+
+    dL/dx^m_k = sum_j W_kj (x^m_k - x^m_j),  W_kj = (2 sum_m' G[m, m'] P^m'_kj + g_R[m, k] + g_R[m, j]) p'_kj
+
+= x_k (W 1)_k - (W x)_k: one GEMM per tile and its transpose for the mirrored pairs (W is symmetric),
+after recomputing the tile's P^1..P^L. Sums accumulate in float64; tiles are computed in the inputs'
+dtype (float32 or float64).
+"""
+import torch
+
+from ..estimators.kde_torch import Layer
+
+KINDS = ("rbf", "distance")
+ROWS = 128  # rows per tile
+CHUNK = 1 << 13  # columns per tile: a tile is at most 1M pairs per layer
+
+
+class GramSums(torch.autograd.Function):
+    """(S (L, L), R (L, N)), float64, of the layers side by side in x (columns offsets[m]:offsets[m+1]),
+    one floating dtype; gammas: the rbf scales 1 / (2 sigma_m^2) (constants), unused for "distance"."""
+
+    @staticmethod
+    def forward(ctx, x, offsets, kind, gammas):
+        n, count = x.shape[0], len(offsets) - 1
+        sums = torch.zeros((count, count), dtype=torch.float64, device=x.device)
+        rows = torch.zeros((count, n), dtype=torch.float64, device=x.device)
+        layers = _layers(x, offsets)
+        upper = torch.triu_indices(count, count).T.tolist()
+        for tile in _tiles(n):
+            lo, hi, c0, c1, below = tile
+            pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
+            for m, k in upper:
+                product = pairs[m] * pairs[k]
+                # columns before `below` lie in the block's own rows (both orders there); the rest count twice
+                sums[m, k] += (product[:, :below - c0].sum(dtype=torch.float64)
+                               + 2 * product[:, below - c0:].sum(dtype=torch.float64))
+            rows[:, lo:hi] += pairs.sum(2, dtype=torch.float64)
+            rows[:, below:c1] += pairs[:, :, below - c0:].sum(1, dtype=torch.float64)
+        sums = sums + sums.triu(1).T
+        ctx.save_for_backward(x)
+        ctx.offsets, ctx.kind, ctx.gammas = offsets, kind, gammas
+        return sums, rows
+
+    @staticmethod
+    def backward(ctx, g_sums, g_rows):
+        (x,) = ctx.saved_tensors
+        n, dtype = x.shape[0], x.dtype
+        grad = torch.zeros_like(x)
+        layers = _layers(x, ctx.offsets)
+        mixing = (2 * (g_sums + g_sums.T)).to(dtype)  # 2 G
+        g_rows = g_rows.to(dtype)
+        for tile in _tiles(n):
+            lo, hi, c0, c1, below = tile
+            pairs = torch.stack([_pair_tile(layer, tile, ctx.kind, gamma) for layer, gamma in zip(layers, ctx.gammas)])
+            weights = torch.einsum("ml,lij->mij", mixing, pairs)
+            weights += g_rows[:, lo:hi, None] + g_rows[:, None, c0:c1]
+            for m, (layer, gamma, (start, stop)) in enumerate(zip(layers, ctx.gammas, _spans(ctx.offsets))):
+                weight = weights[m].mul_(_derivative_factor(pairs[m], ctx.kind, gamma))
+                own = grad[:, start:stop]
+                own[lo:hi] += layer.x[lo:hi] * weight.sum(1, keepdim=True) - weight @ layer.x[c0:c1]
+                mirrored = weight[:, below - c0:]  # W is symmetric: these pairs' (j, k) terms
+                own[below:c1] += layer.x[below:c1] * mirrored.sum(0)[:, None] - mirrored.T @ layer.x[lo:hi]
+        return grad, None, None, None
+
+
+def gram_sums(layers, kind, gammas=None):
+    """GramSums of a list of (N, D_m) tensors of one dtype: (S (L, L), R (L, N)), differentiable."""
+    offsets = [0]
+    for layer in layers:
+        offsets.append(offsets[-1] + layer.shape[1])
+    gammas = tuple(gammas) if gammas is not None else (0.0,) * len(layers)
+    return GramSums.apply(torch.cat(layers, dim=1), offsets, kind, gammas)
+
+
+def _spans(offsets):
+    return list(zip(offsets[:-1], offsets[1:]))
+
+
+def _layers(x, offsets):
+    return [Layer(x[:, start:stop]) for start, stop in _spans(offsets)]
+
+
+def _tiles(n):
+    """(lo, hi, c0, c1, below): row blocks lo:hi against column chunks of lo:N (pair terms are symmetric:
+    the columns from `below` = max(hi, c0) on stand for their mirrored pairs too; those before it lie in
+    the block's own rows, whose both orders the tile holds)."""
+    for lo in range(0, n, ROWS):
+        hi = min(lo + ROWS, n)
+        for c0 in range(lo, n, CHUNK):
+            yield lo, hi, c0, min(c0 + CHUNK, n), max(hi, c0)
+
+
+def _pair_tile(layer, tile, kind, gamma):
+    """The tile's P: exp(-gamma d^2) or d from -d^2 = [x_i, |x_i|^2, 1] . [2 x_j, -1, -|x_j|^2] (one GEMM),
+    clamped at 0 and exactly 0 on the diagonal."""
+    lo, hi, c0, c1, _ = tile
+    t = layer.left[lo:hi] @ layer.right[c0:c1].T
+    t.clamp_(max=0.0)
+    t.diagonal(offset=lo - c0).fill_(0.0)
+    return t.mul_(gamma).exp_() if kind == "rbf" else t.neg_().sqrt_()
+
+
+def _derivative_factor(p, kind, gamma):
+    """p' of the module docstring: dP_kj/dx_k = p'_kj (x_k - x_j)."""
+    if kind == "rbf":
+        return p * (-2.0 * gamma)
+    return torch.where(p > 0, 1.0 / p, torch.zeros_like(p))

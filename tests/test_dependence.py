@@ -1,0 +1,216 @@
+"""fastmi.hsic, fastmi.cka, fastmi.distance_correlation: against dense float64 references, gradients,
+the properties each measure must have, bad input."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import fastmi
+from fastmi import bandwidth, reference
+from fastmi.measures import pair_sums
+from fastmi.significance import row_permutations
+
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+
+
+def dependent(n, da, db, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, da, generator=g, dtype=torch.float64)
+    b = torch.tanh(a[:, :1] * torch.ones(1, db, dtype=torch.float64)) + 0.5 * torch.randn(n, db, generator=g,
+                                                                                          dtype=torch.float64)
+    return a.to(dtype), b.to(dtype)
+
+
+def median_sigma(x):
+    return float(bandwidth.median(x.shape[0], x.shape[1], x, fraction=1.0))
+
+
+@pytest.fixture(autouse=True)
+def small_tiles(monkeypatch):
+    """Tiles of 16 x 48 pairs, so that every test walks several row blocks and column chunks."""
+    monkeypatch.setattr(pair_sums, "ROWS", 16)
+    monkeypatch.setattr(pair_sums, "CHUNK", 48)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("n", [4, 101])
+def test_rbf_hsic_and_cka_equal_the_dense_reference(dtype, unbiased, n):
+    a, b = dependent(n, 5, 3, dtype, seed=n)
+    sa, sb = median_sigma(a), median_sigma(b)
+    a64, b64 = a.double(), b.double()
+    value = fastmi.hsic(a, b, unbiased=unbiased)
+    assert value.dtype == dtype
+    scale = float(reference.rbf_hsic_dense(a64, a64, sa, sa, unbiased)) ** 0.5  # HSIC's own size
+    assert float(value) == pytest.approx(float(reference.rbf_hsic_dense(a64, b64, sa, sb, unbiased)),
+                                         abs=TOL[dtype] * max(scale, 1e-3))
+    assert float(fastmi.cka(a, b, sigma=(0.7, 2.0), unbiased=unbiased)) == pytest.approx(
+        float(reference.cka_dense(a64, b64, 0.7, 2.0, unbiased)), abs=10 * TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_linear_cka_equals_the_dense_reference(dtype, unbiased):
+    a, b = dependent(120, 7, 4, dtype)
+    assert float(fastmi.cka(a, b, kernel="linear", unbiased=unbiased)) == pytest.approx(
+        float(reference.cka_dense(a.double(), b.double(), unbiased=unbiased)), abs=10 * TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_distance_correlation_equals_the_dense_reference(dtype):
+    a, b = dependent(150, 4, 2, dtype)
+    value = fastmi.distance_correlation(a, b)
+    assert value.dtype == dtype
+    assert float(value) == pytest.approx(float(reference.distance_correlation_dense(a.double(), b.double())),
+                                         abs=10 * TOL[dtype])
+
+
+@pytest.mark.parametrize("measure", [
+    lambda a, b: fastmi.hsic(a, b, sigma=1.1),
+    lambda a, b: fastmi.hsic(a, b, sigma=(0.8, 1.5), unbiased=True),
+    lambda a, b: fastmi.cka(a, b, sigma=1.0),
+    lambda a, b: fastmi.cka(a, b, kernel="linear", unbiased=True),
+    fastmi.distance_correlation,
+])
+def test_gradcheck(measure):
+    a, b = dependent(40, 3, 2)
+    assert torch.autograd.gradcheck(measure, (a.requires_grad_(), b.requires_grad_()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_gradients_equal_the_dense_references(dtype):
+    a, b = dependent(90, 3, 2, dtype)
+    cases = [(lambda x, y: fastmi.cka(x, y, sigma=(1.0, 0.6)), lambda x, y: reference.cka_dense(x, y, 1.0, 0.6)),
+             (fastmi.distance_correlation, reference.distance_correlation_dense)]
+    for fast, dense in cases:
+        got = _grads(fast, a, b)
+        want = _grads(dense, a.double(), b.double())
+        for g, w in zip(got, want):
+            assert g.dtype == dtype
+            assert float((g.double() - w).abs().max()) <= 10 * TOL[dtype] * max(1.0, float(w.abs().max()))
+
+
+def _grads(fn, a, b):
+    a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+    return torch.autograd.grad(fn(a, b), (a, b))
+
+
+def test_duplicate_rows_give_finite_distance_gradients():
+    a, b = dependent(30, 3, 2)
+    a, b = torch.cat([a, a[:10]]).requires_grad_(), torch.cat([b, b[:10]]).requires_grad_()
+    value = fastmi.distance_correlation(a, b)
+    grads = torch.autograd.grad(value, (a, b))
+    assert all(bool(g.isfinite().all()) for g in grads)
+    assert float(value.detach()) == pytest.approx(float(reference.distance_correlation_dense(a.detach(), b.detach())),
+                                         abs=1e-10)
+
+
+def test_unbiased_hsic_is_zero_on_average_for_independent_data():
+    g = torch.Generator().manual_seed(3)
+    values = [float(fastmi.hsic(torch.randn(60, 2, generator=g, dtype=torch.float64),
+                                torch.randn(60, 2, generator=g, dtype=torch.float64), unbiased=True))
+              for _ in range(40)]
+    biased = [float(fastmi.hsic(torch.randn(60, 2, generator=g, dtype=torch.float64),
+                                torch.randn(60, 2, generator=g, dtype=torch.float64))) for _ in range(10)]
+    assert abs(np.mean(values)) < 3 * np.std(values) / math.sqrt(40) and min(biased) > 0
+
+
+def test_cka_of_a_layer_with_itself_is_one_and_linear_cka_ignores_rotations_and_scale():
+    a, b = dependent(200, 6, 6)
+    assert float(fastmi.cka(a, a)) == pytest.approx(1.0, abs=1e-12)
+    assert float(fastmi.cka(a, a, kernel="linear", unbiased=True)) == pytest.approx(1.0, abs=1e-12)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+    for unbiased in (False, True):
+        base = float(fastmi.cka(a, b, kernel="linear", unbiased=unbiased))
+        assert float(fastmi.cka(3.0 * a @ q, b, kernel="linear", unbiased=unbiased)) == pytest.approx(base, abs=1e-12)
+
+
+def test_distance_correlation_is_one_for_a_similarity_map_and_ranges_in_0_1():
+    a, b = dependent(200, 4, 4)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64))
+    assert float(fastmi.distance_correlation(a, 2.5 * a @ q + 7.0)) == pytest.approx(1.0, abs=1e-12)
+    assert 0.0 < float(fastmi.distance_correlation(a, b)) < 1.0
+
+
+def test_constant_inputs():
+    a, _ = dependent(50, 3, 2)
+    constant = torch.ones(50, 2, dtype=torch.float64)
+    assert float(fastmi.distance_correlation(a, constant)) == 0.0
+    with pytest.warns(RuntimeWarning, match="cka: b is constant"):
+        assert math.isnan(float(fastmi.cka(a, constant)))
+
+
+def test_array_likes_give_floats():
+    a, b = dependent(40, 2, 2)
+    value = fastmi.cka(a.numpy(), b.numpy().tolist())
+    assert isinstance(value, float) and value == pytest.approx(float(fastmi.cka(a, b)), abs=1e-12)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda a, b: fastmi.hsic(a, b[:20]), ValueError, r"same number of samples .*shape \(30, 3\).*shape \(20, 2\)"),
+    (lambda a, b: fastmi.hsic(a[:3], b[:3], unbiased=True), ValueError, "needs N >= 4 rows, got N = 3"),
+    (lambda a, b: fastmi.cka(a, b, kernel="poly"), ValueError, "kernel must be one of"),
+    (lambda a, b: fastmi.cka(a, b, sigma=0.0), ValueError, "sigma must be positive and finite, got 0.0"),
+    (lambda a, b: fastmi.hsic(a, b, sigma=-1.0), ValueError, "sigma must be positive"),
+    (lambda a, b: fastmi.hsic(a, b, sigma="scott"), ValueError, "sigma must be a positive float, 'median'"),
+    (lambda a, b: fastmi.hsic(a, b, sigma=(1.0, 2.0, 3.0)), ValueError, r"one spec per input \(2\)"),
+    (lambda a, b: fastmi.hsic(a, b, unbiased=1), TypeError, "unbiased must be a bool"),
+    (lambda a, b: fastmi.distance_correlation(a.clone().fill_(math.nan), b), ValueError, "a contains NaN"),
+])
+def test_bad_input(call, error, match):
+    a, b = dependent(30, 3, 2)
+    with pytest.raises(error, match=match):
+        call(a, b)
+
+
+@pytest.mark.parametrize("kernel,unbiased", [("rbf", False), ("rbf", True), ("linear", False), ("linear", True)])
+def test_cka_matrix_is_every_pairs_cka_from_one_pass(kernel, unbiased):
+    g = torch.Generator().manual_seed(5)
+    layers = [torch.randn(80, 4, generator=g, dtype=torch.float64)]
+    for width in (3, 6, 2):
+        layers.append(torch.tanh(layers[-1] @ torch.randn(layers[-1].shape[1], width, generator=g,
+                                                           dtype=torch.float64)))
+    matrix = fastmi.cka_matrix(layers, kernel=kernel, unbiased=unbiased)
+    assert matrix.shape == (4, 4) and torch.allclose(matrix, matrix.T, atol=1e-12)
+    assert torch.allclose(matrix.diagonal(), torch.ones(4, dtype=torch.float64), atol=1e-12)
+    for m in range(4):
+        for k in range(m + 1, 4):
+            pair = fastmi.cka(layers[m], layers[k], kernel=kernel, unbiased=unbiased)
+            assert float(matrix[m, k]) == pytest.approx(float(pair), abs=1e-12)
+            if kernel == "rbf":
+                sa, sb = median_sigma(layers[m]), median_sigma(layers[k])
+                want = reference.cka_dense(layers[m], layers[k], sa, sb, unbiased)
+            else:
+                want = reference.cka_dense(layers[m], layers[k], unbiased=unbiased)
+            assert float(matrix[m, k]) == pytest.approx(float(want), abs=1e-10)
+
+
+def test_cka_matrix_gradients_and_a_constant_layer():
+    a, b = dependent(40, 3, 2)
+    c = torch.sin(a[:, :2])
+    assert torch.autograd.gradcheck(lambda x, y, z: fastmi.cka_matrix([x, y, z], sigma=[1.0, 0.8, 1.3]).sum(),
+                                    (a.requires_grad_(), b.requires_grad_(), c.requires_grad_()))
+    with pytest.warns(RuntimeWarning, match=r"cka: activations\[1\] is constant"):
+        matrix = fastmi.cka_matrix([a.detach(), torch.ones(40, 2, dtype=torch.float64), b.detach()])
+    assert bool(matrix[1].isnan().all()) and bool(matrix[:, 1].isnan().all()) and not bool(matrix[0, 2].isnan())
+    with pytest.raises(ValueError, match=r"one spec per input \(3\)"):
+        fastmi.cka_matrix([a, b, c], sigma=(1.0, 2.0))
+
+
+def test_minibatch_cka_averages_unbiased_hsic_over_batches():
+    a, b = dependent(400, 5, 3)
+    acc = fastmi.MinibatchCKA(kernel="linear")
+    for p in row_permutations(400, 1, 0)[0].split(100):
+        acc.update([a[p], b[p], a[p, :2]])
+    assert acc.batches == 4 and acc.value().shape == (3, 3)
+    hsics = sum(fastmi.dependence._hsic_matrix([a[p], b[p], a[p, :2]], "linear", None, True)
+                for p in row_permutations(400, 1, 0)[0].split(100)) / 4
+    want = hsics[0, 1] / (hsics[0, 0] * hsics[1, 1]).sqrt()
+    assert float(acc.value()[0, 1]) == pytest.approx(float(want), abs=1e-12)
+    assert abs(float(acc.value()[0, 1]) - float(fastmi.cka(a, b, kernel="linear", unbiased=True))) < 0.1
+    with pytest.raises(ValueError, match="same layers: 3 before, 2 now"):
+        acc.update([a[:50], b[:50]])
+    with pytest.raises(RuntimeError, match="before any update"):
+        fastmi.MinibatchCKA().value()
