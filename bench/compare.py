@@ -32,8 +32,8 @@ from fastmi.monitor import new_figure
 
 METHODS = ("fastmi", "dense", "numpy", "keops")
 BASELINE = "dense"
-# peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd); dcor (the package): float64 matrices, forward
-DENSE_MATRICES = {"dense": 8, "numpy": 17, "dcor": 8}
+# peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd); dcor (the package) builds N x N x D float64
+DENSE_MATRICES = {"dense": 8, "numpy": 17, "dcor": lambda d: 2 * d}
 QUANTITIES = {"kde_mi": "KDE MI", "cka": "RBF CKA", "distance_correlation": "distance correlation"}
 
 
@@ -126,7 +126,7 @@ def worker(method, n, d, backward, device, reps, dtype="float32", quantity="kde_
                 process_peak_rss_mb=status_mb("VmHWM"), value=float(value.detach()), pairs_per_s=n * n / median)
 
 
-def _cannot_run(method, n, backward, device, memory_limit_mb):
+def _cannot_run(method, n, d, backward, device, memory_limit_mb):
     """Why a method is not even started (a reason string), or None."""
     if method in ("numpy", "dcor") and (backward or device != "cpu"):
         return "forward only" if backward else "CPU only"
@@ -140,7 +140,8 @@ def _cannot_run(method, n, backward, device, memory_limit_mb):
             import pykeops  # noqa: F401
         except ImportError:
             return "not installed (pip install pykeops)"
-    need = DENSE_MATRICES.get(method, 0) * 4 * n * n / 2**20
+    matrices = DENSE_MATRICES.get(method, 0)
+    need = (matrices(d) if callable(matrices) else matrices) * 4 * n * n / 2**20
     if need > memory_limit_mb:
         return f"skipped: needs ~{need / 1024:.1f} GB, limit {memory_limit_mb / 1024:.1f} GB"
     return None
@@ -152,7 +153,7 @@ def measure(method, n, d, backward=True, device="cpu", reps=2, dtype="float32", 
     that cannot run returns {"error": reason} instead of raising."""
     head = dict(method=method, n=n, d=d, backward=backward, device=device, dtype=dtype)
     limit = 0.8 * available_mb() if memory_limit_mb is None else memory_limit_mb
-    reason = _cannot_run(method, n, backward, device, limit)
+    reason = _cannot_run(method, n, d, backward, device, limit)
     if reason:
         return dict(head, error=reason)
     cmd = [sys.executable, "-m", "bench.compare", method, str(n), str(d), str(int(backward)), device, str(reps), dtype,

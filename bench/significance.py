@@ -2,8 +2,8 @@
 p-values hold their level — the false-positive rate on independent data over many seeds — and its power
 on dependent data, per estimator.
 
-A correct test rejects independent data at p < 0.05 in ~5% of seeds (exactly: P(p <= 0.05) = 0.05 for
-P + 1 = 100 draws; the 1000-seed binomial sd is 0.7%, so [3%, 7%] fails by chance < 0.5% of the time).
+A correct test with P = 99 permutations gives p <= 0.05 in exactly 5% of seeds and p < 0.05 in 4% (p is a
+multiple of 1/100); over 1000 seeds the binomial sd is 0.7% and 0.6%.
 """
 import math
 

@@ -54,10 +54,12 @@ def distance_correlation(a, b, *, check_finite=True):
     (the definition). The distance has no gradient at 0 (the diagonal, duplicate rows): it is taken as 0
     there, as torch.cdist does. A 0-d tensor, differentiable."""
     layers, plain = _inputs([("a", a), ("b", b)], check_finite, False)
-    if _constant(layers):
-        return _result(torch.zeros((), dtype=torch.float64, device=layers[0].device), layers, plain)
+    if _constant(layers):  # 0, still connected to the inputs (a zero gradient, not an error)
+        return _result(0.0 * (layers[0].sum() + layers[1].sum()).double(), layers, plain)
     moments = centred.biased(*gram_sums(layers, "distance"))
-    return _result((moments[0, 1].clamp_min(0) / (moments[0, 0] * moments[1, 1]).sqrt()).sqrt(), layers, plain)
+    ratio = moments[0, 1].clamp_min(0) / (moments[0, 0] * moments[1, 1]).sqrt()
+    positive = ratio > 0  # sqrt has no derivative at 0: the gradient there is 0
+    return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), layers, plain)
 
 
 class MinibatchCKA:
@@ -69,7 +71,9 @@ class MinibatchCKA:
         for x in loader: acc.update([h(x) for h in layers])       # L activations of one batch
         acc.value()                                                # (L, L) CKA
 
-    Batches need N >= 4 rows; every batch has the same L layers. Detached (a measurement)."""
+    Batches need N >= 4 rows; every batch has the same L layers. With kernel="rbf" and sigma="median" each
+    batch takes its own median bandwidth (pass a float, or one per layer, for one kernel throughout).
+    Detached (a measurement)."""
 
     def __init__(self, *, kernel="linear", sigma="median", check_finite=True):
         self.kernel, self.sigma = choice(kernel, "kernel", CKA_KERNELS), sigma
@@ -78,6 +82,8 @@ class MinibatchCKA:
 
     @torch.no_grad()
     def update(self, activations):
+        if not isinstance(activations, (list, tuple)) or not activations:
+            raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
         names = [f"activations[{m}]" for m in range(len(activations))]
         layers, _ = _inputs(list(zip(names, activations)), self.check_finite, True)
         hsics = _hsic_matrix(layers, self.kernel, self.sigma, True)
@@ -91,7 +97,12 @@ class MinibatchCKA:
         if self.total is None:
             raise RuntimeError("MinibatchCKA.value() before any update()")
         mean = self.total / self.batches
-        return mean / (mean.diagonal()[:, None] * mean.diagonal()[None, :]).sqrt()
+        empty = mean.diagonal() <= 0
+        if bool(empty.any()):
+            warn_user(f"MinibatchCKA: layers {empty.nonzero().flatten().tolist()} have no variance (constant, or too "
+                      "few rows per batch for the unbiased HSIC): CKA with them is NaN")
+        scale = mean.diagonal().clamp_min(0).sqrt()
+        return (mean / (scale[:, None] * scale[None, :])).masked_fill(empty[:, None] | empty[None, :], math.nan)
 
 
 def _cka(named, kernel, sigma, unbiased, check_finite):
@@ -110,7 +121,8 @@ def _inputs(named, check_finite, unbiased):
     if unbiased and layers[0].shape[0] < 4:
         raise ValueError(f"the unbiased HSIC divides by N - 3: it needs N >= 4 rows, got N = {layers[0].shape[0]}")
     work = torch.float64 if layers[0].dtype == torch.float64 else torch.float32
-    return [x.to(work) for x in layers], plain
+    # centred: every measure ignores shifts, and the distances' GEMM loses digits with an offset
+    return [x.to(work) - x.detach().to(work).mean(dim=0) for x in layers], plain
 
 
 def _hsic_matrix(layers, kernel, sigma, unbiased):

@@ -44,6 +44,9 @@ def test_intrinsic_dimension_of_a_curved_surface_and_degenerate_samples():
     a, _ = embedded(3000, 30)
     assert 1.5 < auto.intrinsic_dimension(ksg.standardized(a)) < 2.6
     assert auto.intrinsic_dimension(torch.zeros(100, 3, dtype=torch.float64)) == math.inf  # every row a duplicate
+    z = torch.randn(2000, 12, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    z[:100] = z[100:200]  # 5% duplicated rows: left out, not read as a zero-dimensional sample
+    assert 9.0 < auto.intrinsic_dimension(z) < 13.0
     assert auto.intrinsic_dimension(torch.randn(10, 2, dtype=torch.float64)) == math.inf  # N <= neighbours
 
 

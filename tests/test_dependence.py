@@ -24,7 +24,8 @@ def dependent(n, da, db, dtype=torch.float64, seed=0):
 
 
 def median_sigma(x):
-    return float(bandwidth.median(x.shape[0], x.shape[1], x, fraction=1.0))
+    """The "median" bandwidth as fastmi takes it: from the centred rows (in float32)."""
+    return float(bandwidth.median(x.shape[0], x.shape[1], x - x.mean(dim=0), fraction=1.0))
 
 
 @pytest.fixture(autouse=True)
@@ -134,10 +135,20 @@ def test_distance_correlation_is_one_for_a_similarity_map_and_ranges_in_0_1():
     assert 0.0 < float(fastmi.distance_correlation(a, b)) < 1.0
 
 
+@pytest.mark.parametrize("measure", [fastmi.hsic, fastmi.cka, fastmi.distance_correlation])
+def test_an_offset_far_from_zero_changes_nothing_in_float32(measure):
+    a, b = dependent(300, 4, 2, torch.float32)
+    assert float(measure(a + 1e4, b - 3e3)) == pytest.approx(float(measure(a, b)), rel=1e-4)
+
+
 def test_constant_inputs():
     a, _ = dependent(50, 3, 2)
     constant = torch.ones(50, 2, dtype=torch.float64)
-    assert float(fastmi.distance_correlation(a, constant)) == 0.0
+    a.requires_grad_()
+    value = fastmi.distance_correlation(a, constant)
+    value.backward()
+    assert float(value.detach()) == 0.0 and bool((a.grad == 0).all())
+    a = a.detach()
     with pytest.warns(RuntimeWarning, match="cka: b is constant"):
         assert math.isnan(float(fastmi.cka(a, constant)))
 
@@ -214,3 +225,14 @@ def test_minibatch_cka_averages_unbiased_hsic_over_batches():
         acc.update([a[:50], b[:50]])
     with pytest.raises(RuntimeError, match="before any update"):
         fastmi.MinibatchCKA().value()
+
+
+def test_minibatch_cka_says_which_layer_has_no_variance():
+    a, b = dependent(64, 3, 2)
+    acc = fastmi.MinibatchCKA()
+    acc.update([a, torch.zeros(64, 2, dtype=torch.float64), b])
+    with pytest.warns(RuntimeWarning, match=r"layers \[1\] have no variance"):
+        value = acc.value()
+    assert bool(value[1].isnan().all()) and not bool(value[0, 2].isnan())
+    with pytest.raises(TypeError, match="activations must be a non-empty list"):
+        acc.update(a)

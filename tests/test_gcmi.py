@@ -95,6 +95,14 @@ def test_a_singular_joint_is_shrunk_with_a_warning():
     assert math.isfinite(same) and same > value
 
 
+def test_a_singular_joint_is_said_once_per_test_at_the_callers_line():
+    a, b = gaussians(30, 20, 0.5, seed=3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fastmi.mi_test(a, b, estimator="gcmi", permutations=20)
+    assert len(caught) == 1 and caught[0].filename == __file__
+
+
 def test_the_one_column_estimate_stays_below_the_mi_where_the_copula_is_not_gaussian():
     g = torch.Generator().manual_seed(4)
     x = torch.randn(4000, 1, generator=g, dtype=torch.float64)

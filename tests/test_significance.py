@@ -95,6 +95,15 @@ def test_kde_surrogates_keep_the_median_bandwidth_of_the_data():
     assert len(seen) == 2 and torch.equal(null, recorded) and float((null - separate).abs().max()) < 1e-10
 
 
+def test_kde_surrogates_over_budget_keep_the_data_bandwidth_too(monkeypatch):
+    a, b = shared_column_pair(600, 2, 2, seed=8)  # 600 > 256 rows: the median rule subsamples
+    order = row_permutations(600, 3, 0)
+    _, shared = kde.KDE().with_null(a, b, order, "torch")
+    monkeypatch.setattr(kde, "NULL_BYTES", 0)
+    _, separate = kde.KDE().with_null(a, b, order, "torch")
+    assert float((shared - separate).abs().max()) < 1e-10
+
+
 @pytest.mark.parametrize("case", ["loo", "over budget"])
 def test_kde_falls_back_to_separate_estimates(case, monkeypatch):
     a, b = shared_column_pair(200, 2, 2, seed=9)

@@ -58,7 +58,9 @@ def intrinsic_dimension(z, neighbours=NEIGHBOURS, query_rows=QUERY_ROWS):
     if n <= neighbours:
         return float("inf")
     queries = torch.arange(0, n, max(1, -(-n // query_rows)), device=z.device)
-    distances = torch.cdist(z[queries], z).topk(neighbours + 1, dim=1, largest=False).values[:, 1:]
+    # explicit differences, not the GEMM form, whose rounding (~1e-8) would hide duplicates' zero distances
+    distances = torch.cdist(z[queries], z, compute_mode="donot_use_mm_for_euclid_dist")
+    distances = distances.topk(neighbours + 1, dim=1, largest=False).values[:, 1:]
     distances = distances[distances[:, 0] > 0]
     if distances.shape[0] == 0:
         return float("inf")

@@ -18,8 +18,9 @@ Ties: tied values share their mean rank (mid-ranks), so a point mass (ReLU zeros
 Rank: each side keeps the directions of its score covariance above rounding (a constant column or a
 copy of another carries nothing: exact for degenerate Gaussians); d_a, d_b are those ranks. When the
 joint is still singular (N <= d_a + d_b, or one side determines the other: 1 - rho_max <= DETERMINED),
-the cross-covariance is shrunk toward 0 by the Ledoit-Wolf weight (Ledoit & Wolf 2004) and the
-estimate, without bias correction, is biased low: a RuntimeWarning says so.
+the cross-covariance is shrunk toward 0 by the Ledoit-Wolf weight (Ledoit & Wolf 2004); the estimate,
+without bias correction, is biased (low from the shrinkage, high from small N; measured 0.1-0.4 nats on
+independent data at N = 10-20, 6-15 dims per side): a RuntimeWarning says so.
 """
 import torch
 
@@ -42,32 +43,37 @@ class GCMI(Estimator):
     def __init__(self, *, bias_correction=True):
         self.bias_correction = check_bool(bias_correction, "bias_correction")
 
-    @torch.no_grad()
     def __call__(self, a, b, backend, shard):
         """GCMI in nats: a 0-d float64 tensor without gradient."""
-        return self.from_scores(whitened(normal_scores(a)), whitened(normal_scores(b)))
+        return self.with_null(a, b, [], backend)[0]
 
-    @torch.no_grad()
     def with_null(self, a, b, permutations, backend):
-        """A permutation of b's rows permutes its whitened scores: both sides are whitened once."""
-        u, v = whitened(normal_scores(a)), whitened(normal_scores(b))
-        return self.from_scores(u, v), torch.stack([self.from_scores(u, v[p]) for p in permutations])
+        """A permutation of b's rows permutes its whitened scores: both sides are whitened once (and a
+        singular joint, which no permutation changes, is said once)."""
+        with torch.no_grad():
+            u, v = whitened(normal_scores(a)), whitened(normal_scores(b))
+            values, weights = zip(*[self.from_scores(u, v if p is None else v[p]) for p in [None, *permutations]])
+        if weights[0] is not None:
+            n, da, db = u.shape[0], u.shape[1], v.shape[1]
+            warn_user(f"gcmi: the joint covariance of the normal scores is singular (N = {n} rows for {da} + {db} "
+                      "dimensions, or one side determines the other): the cross-covariance is shrunk toward 0 "
+                      f"by the Ledoit-Wolf weight {weights[0]:.3g}, without bias correction; the estimate is "
+                      "biased (either way at small N): prefer N > Da + Db")
+        return values[0], torch.stack(values[1:]) if len(values) > 1 else None
 
     def from_scores(self, u, v):
-        """The estimate from the two sides' whitened scores (N, d_a), (N, d_b)."""
+        """(estimate, the Ledoit-Wolf weight where the joint is singular, else None) from the two sides'
+        whitened scores (N, d_a), (N, d_b)."""
         n, da, db = u.shape[0], u.shape[1], v.shape[1]
         if da == 0 or db == 0:  # a side without variance: independent of everything
-            return torch.zeros((), dtype=torch.float64, device=u.device)
+            return torch.zeros((), dtype=torch.float64, device=u.device), None
         cross = u.T @ v / (n - 1)
         rho = torch.linalg.svdvals(cross)
         if da + db <= n - 1 and float(1 - rho.max()) > DETERMINED:
             bias = gaussian_bias(n, da, db) if self.bias_correction else 0.0
-            return -0.5 * torch.log1p(-rho.square()).sum() - bias
+            return -0.5 * torch.log1p(-rho.square()).sum() - bias, None
         weight = shrinkage_weight(u, v, cross)
-        warn_user(f"gcmi: the joint covariance of the normal scores is singular (N = {n} rows for {da} + {db} "
-                  "dimensions, or one side determines the other): the cross-covariance is shrunk toward 0 "
-                  f"by the Ledoit-Wolf weight {weight:.3g}; the estimate is biased low (no bias correction)")
-        return -0.5 * torch.log1p(-((1 - weight) * rho).square()).sum()
+        return -0.5 * torch.log1p(-((1 - weight) * rho).square()).sum(), weight
 
 
 def mid_ranks(x):
@@ -76,7 +82,7 @@ def mid_ranks(x):
     ordered = columns.sort(dim=1).values
     below = torch.searchsorted(ordered, columns, right=False)
     through = torch.searchsorted(ordered, columns, right=True)
-    return ((below + through + 1) / 2).T.to(torch.float64)
+    return ((below + through + 1).double() / 2).T  # float64: exact ranks beyond 2^24 rows
 
 
 def normal_scores(x):

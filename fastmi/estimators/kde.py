@@ -56,20 +56,23 @@ class KDE(Estimator):
         permutation p of b's rows permutes b's marginal sums and makes the joint sums
         sum_j K_a[i, j] K_b[p_i, p_j] (one gather and one product per pair, no distances or exps). Every
         surrogate keeps the unpermuted data's bandwidth (its marginal is the same; the median rule's row
-        subsample would otherwise differ). Leave-one-out, or matrices over NULL_BYTES: one plain call each."""
+        subsample would otherwise differ). Leave-one-out, or matrices over NULL_BYTES: one plain call
+        each, at that same bandwidth."""
+        frozen = KDE(sigma=tuple(_frozen(spec) for spec in split_sigma(self.sigma)), divergence=self.divergence,
+                     loo=self.loo)
         dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
         n = a.shape[0]
         if self.loo or 2 * n * n * dtype.itemsize > NULL_BYTES:
-            return super().with_null(a, b, permutations, backend)
-        as_a, as_b = self._operand_keys([a.shape[1], b.shape[1]])
-        ka, kb = (kernel_matrix(self._operand(x, x, key, dtype, None)[0])
+            return Estimator.with_null(frozen, a, b, permutations, backend)
+        as_a, as_b = frozen._operand_keys([a.shape[1], b.shape[1]])
+        ka, kb = (kernel_matrix(frozen._operand(x, x, key, dtype, None)[0])
                   for x, key in ((a, as_a[0]), (b, as_b[0])))
         marginals = ka.sum(1).log().mean() + kb.sum(1).log().mean() - math.log(n)
-        estimate = (ka * kb).sum(1).log().mean() - marginals
-        _warn_if_saturated(estimate[None], n)
         rows, product = torch.empty_like(ka[:ROW_BLOCK]), torch.empty_like(ka[:ROW_BLOCK])
-        null = torch.stack([joint_log_sums(ka, kb, p.to(ka.device), rows, product).mean() for p in permutations])
-        return estimate, null - marginals
+        joints = [joint_log_sums(ka, kb, p.to(ka.device), rows, product).mean()
+                  for p in [torch.arange(n), *permutations]]
+        _warn_if_saturated(joints[0][None] - marginals, n)
+        return joints[0] - marginals, torch.stack(joints[1:]) - marginals
 
     def chain(self, layers, backend, shard):
         """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype.
@@ -150,6 +153,21 @@ def joint_log_sums(ka, kb, p, rows, product):
         torch.gather(gathered, 1, p.expand(hi - lo, n), out=product[:hi - lo])
         torch.sum(product[:hi - lo].mul_(ka[lo:hi]), 1, out=out[lo:hi])
     return out.log_()
+
+
+def _frozen(spec):
+    """A float sigma as it is; a rule as a callable that returns the rule's value at its first call (the
+    unpermuted data) at every later call (mi_test's surrogates)."""
+    rule = rule_of(spec)
+    if rule is None:
+        return spec
+    first = []
+
+    def frozen(n, d, z):
+        if not first:
+            first.append(rule(n, d, z))
+        return first[0]
+    return frozen
 
 
 def operand_dtype(backend, like):
