@@ -10,7 +10,10 @@ import math
 
 import torch
 
+from dataclasses import dataclass
+
 from . import bandwidth
+from .api import _validated
 from .inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
 from .measures import centred
 from .measures.pair_sums import gram_sums
@@ -19,47 +22,50 @@ from .warn import warn_user
 CKA_KERNELS = ("rbf", "linear")
 
 
-def hsic(a, b, *, sigma="median", unbiased=False, check_finite=True):
+def hsic(a, b, *, sigma="median", unbiased=False, check_finite=True, group=None):
     """HSIC with RBF kernels: biased HSIC_b = (1/N^2) tr(K H L H) (Gretton et al. 2005), or the unbiased
     estimator of Song et al. 2012 (unbiased=True, N >= 4). A 0-d tensor (float64 for float64 inputs,
-    float32 otherwise), differentiable w.r.t. a and b."""
+    float32 otherwise), differentiable w.r.t. a and b. group: a torch.distributed process group (a, b
+    this rank's rows; the value is the global batch's, each rank's gradient the global one for its rows)."""
     check_bool(unbiased, "unbiased")
-    layers, plain = _inputs([("a", a), ("b", b)], check_finite, unbiased)
-    return _result(_hsic_matrix(layers, "rbf", sigma, unbiased)[0, 1], layers, plain)
+    batch = _inputs([("a", a), ("b", b)], check_finite, unbiased, group)
+    return _result(_hsic_matrix(batch, "rbf", sigma, unbiased)[0, 1], batch)
 
 
-def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True):
+def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True, group=None):
     """Centered kernel alignment (Kornblith et al. 2019): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), with
     RBF kernels (sigma as for hsic) or linear ones (K = a a^T of the centred input, through D x D Gram
     matrices); the biased or the unbiased HSIC. In [0, 1] (biased); CKA(a, a) = 1. A constant input has
-    no variance to align: NaN, with a RuntimeWarning."""
-    matrix, layers, plain = _cka([("a", a), ("b", b)], kernel, sigma, unbiased, check_finite)
-    return _result(matrix[0, 1], layers, plain)
+    no variance to align: NaN, with a RuntimeWarning. group: as for hsic."""
+    matrix, batch = _cka([("a", a), ("b", b)], kernel, sigma, unbiased, check_finite, group)
+    return _result(matrix[0, 1], batch)
 
 
-def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True):
+def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True, group=None):
     """(L, L) CKA of every pair of L layers of one batch (paired rows; each flattened per sample), the
     plot people make to compare networks: each layer's kernel tiles are computed once per tile and serve
     all its pairs (one pass, not L(L - 1)/2). Options as for cka; sigma one spec for every layer or one
-    per layer. A constant layer's row and column are NaN (with a RuntimeWarning). Differentiable."""
+    per layer. A constant layer's row and column are NaN (with a RuntimeWarning). Differentiable; group:
+    as for hsic."""
     if not isinstance(activations, (list, tuple)) or not activations:
         raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
     named = [(f"activations[{m}]", x) for m, x in enumerate(activations)]
-    return _result(*_cka(named, kernel, sigma, unbiased, check_finite))
+    return _result(*_cka(named, kernel, sigma, unbiased, check_finite, group))
 
 
-def distance_correlation(a, b, *, check_finite=True):
+def distance_correlation(a, b, *, check_finite=True, group=None):
     """Distance correlation (Szekely, Rizzo & Bakirov 2007), the V-statistic as dcor.distance_correlation
     returns it: sqrt(dCov^2(a, b) / sqrt(dVar^2(a) dVar^2(b))), in [0, 1]; 0 when an input is constant
     (the definition). The distance has no gradient at 0 (the diagonal, duplicate rows): it is taken as 0
-    there, as torch.cdist does. A 0-d tensor, differentiable."""
-    layers, plain = _inputs([("a", a), ("b", b)], check_finite, False)
-    if _constant(layers):  # 0, still connected to the inputs (a zero gradient, not an error)
-        return _result(0.0 * (layers[0].sum() + layers[1].sum()).double(), layers, plain)
-    moments = centred.biased(*gram_sums(layers, "distance"))
+    there, as torch.cdist does. A 0-d tensor, differentiable; group: as for hsic."""
+    batch = _inputs([("a", a), ("b", b)], check_finite, False, group)
+    layers = batch.layers
+    if _constant(batch.everys):  # 0, still connected to the inputs (a zero gradient, not an error)
+        return _result(0.0 * (layers[0].sum() + layers[1].sum()).double(), batch)
+    moments = centred.biased(*gram_sums(layers, "distance", None, batch.shard, batch.everys))
     ratio = moments[0, 1].clamp_min(0) / (moments[0, 0] * moments[1, 1]).sqrt()
     positive = ratio > 0  # sqrt has no derivative at 0: the gradient there is 0
-    return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), layers, plain)
+    return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), batch)
 
 
 class MinibatchCKA:
@@ -85,10 +91,10 @@ class MinibatchCKA:
         if not isinstance(activations, (list, tuple)) or not activations:
             raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
         names = [f"activations[{m}]" for m in range(len(activations))]
-        layers, _ = _inputs(list(zip(names, activations)), self.check_finite, True)
-        hsics = _hsic_matrix(layers, self.kernel, self.sigma, True)
+        batch = _inputs(list(zip(names, activations)), self.check_finite, True, None)
+        hsics = _hsic_matrix(batch, self.kernel, self.sigma, True)
         if self.total is not None and self.total.shape != hsics.shape:
-            raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, {len(layers)} now")
+            raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, {len(activations)} now")
         self.total = hsics if self.total is None else self.total + hsics
         self.batches += 1
 
@@ -105,33 +111,58 @@ class MinibatchCKA:
         return (mean / (scale[:, None] * scale[None, :])).masked_fill(empty[:, None] | empty[None, :], math.nan)
 
 
-def _cka(named, kernel, sigma, unbiased, check_finite):
-    """(CKA matrix, layers, plain) of [(name, input)]."""
+def _cka(named, kernel, sigma, unbiased, check_finite, group):
+    """(CKA matrix, Batch) of [(name, input)]."""
     choice(kernel, "kernel", CKA_KERNELS)
     check_bool(unbiased, "unbiased")
-    layers, plain = _inputs(named, check_finite, unbiased)
-    return _cka_from_hsic(_hsic_matrix(layers, kernel, sigma, unbiased), layers, [n for n, _ in named]), layers, plain
+    batch = _inputs(named, check_finite, unbiased, group)
+    return _cka_from_hsic(_hsic_matrix(batch, kernel, sigma, unbiased), batch.everys, [n for n, _ in named]), batch
 
 
-def _inputs(named, check_finite, unbiased):
-    """Validated (N, D_m) layers in the dtype the pass computes in (float64 or float32), and whether every
+@dataclass
+class Batch:
+    """Validated inputs: `layers` this process's rows (centred, differentiable), `everys` every row of the
+    batch (centred; detached copies under a shard), `shard` None or this rank's, `plain` whether every
     input was an array-like (the result is then a Python float or a numpy array)."""
+    layers: list
+    everys: list
+    shard: object
+    plain: bool
+
+    def differentiable_everys(self):
+        """Every row of each layer, this process's rows differentiable (the others detached, as gathered)."""
+        if self.shard is None:
+            return self.layers
+        start, stop = self.shard.rows
+        return [torch.cat([every[:start], own, every[stop:]]) for every, own in zip(self.everys, self.layers)]
+
+
+def _inputs(named, check_finite, unbiased, group):
+    """A Batch of the validated (N, D_m) layers in the dtype the pass computes in (float64 or float32),
+    centred by the (global) column means: every measure ignores shifts, and the distances' GEMM loses
+    digits with an offset."""
     tensors, plain = as_tensors(named)
-    layers = sample_matrices([(name, x) for (name, _), x in zip(named, tensors)], check_finite)
-    if unbiased and layers[0].shape[0] < 4:
-        raise ValueError(f"the unbiased HSIC divides by N - 3: it needs N >= 4 rows, got N = {layers[0].shape[0]}")
+    pairs = [(name, x) for (name, _), x in zip(named, tensors)]
+    layers, shard = _validated(lambda min_rows: sample_matrices(pairs, check_finite, min_rows=min_rows), group)
+    n = layers[0].shape[0] if shard is None else sum(shard.sizes)
+    if unbiased and n < 4:
+        raise ValueError(f"the unbiased HSIC divides by N - 3: it needs N >= 4 rows, got N = {n}")
     work = torch.float64 if layers[0].dtype == torch.float64 else torch.float32
-    # centred: every measure ignores shifts, and the distances' GEMM loses digits with an offset
-    return [x.to(work) - x.detach().to(work).mean(dim=0) for x in layers], plain
+    layers = [x.to(work) for x in layers]
+    everys = layers if shard is None else [shard.gather(x) for x in layers]
+    means = [every.detach().mean(dim=0) for every in everys]
+    return Batch([x - mean for x, mean in zip(layers, means)], [x - mean for x, mean in zip(everys, means)], shard,
+                 plain)
 
 
-def _hsic_matrix(layers, kernel, sigma, unbiased):
+def _hsic_matrix(batch, kernel, sigma, unbiased):
     """(L, L) HSIC of every pair of layers (biased or unbiased), float64, from one pass."""
     if kernel == "linear":
-        sums, rows, diagonals = _linear_sums(layers)
+        sums, rows, diagonals = _linear_sums(batch.differentiable_everys())
     else:
-        gammas = [0.5 / _bandwidth(x, spec) ** 2 for x, spec in zip(layers, _specs(sigma, len(layers)))]
-        sums, rows = gram_sums(layers, "rbf", gammas)
+        specs = _specs(sigma, len(batch.layers))
+        gammas = [0.5 / _bandwidth(every, spec) ** 2 for every, spec in zip(batch.everys, specs)]
+        sums, rows = gram_sums(batch.layers, "rbf", gammas, batch.shard, batch.everys)
         diagonals = torch.ones_like(rows)  # an RBF kernel's diagonal
     return centred.unbiased(sums, rows, diagonals) if unbiased else centred.biased(sums, rows)
 
@@ -139,7 +170,7 @@ def _hsic_matrix(layers, kernel, sigma, unbiased):
 def _linear_sums(layers):
     """S, R and the diagonals of the linear kernels K_m = x_m x_m^T of the centred layers from D x D
     Grams: sum_ij K_ij L_ij = ||x^T y||_F^2, K 1 = x (x^T 1), diag K = |x_i|^2 (float64)."""
-    centred_layers = [x.double() - x.double().mean(dim=0) for x in layers]
+    centred_layers = [x.double() for x in layers]  # centred by _inputs
     sums = torch.stack([torch.stack([(x.T @ y).square().sum() for y in centred_layers]) for x in centred_layers])
     rows = torch.stack([x @ x.sum(0) for x in centred_layers])
     return sums, rows, torch.stack([x.square().sum(1) for x in centred_layers])
@@ -190,6 +221,6 @@ def _bandwidth(x, spec):
     return value
 
 
-def _result(value, layers, plain):
-    value = value.to(result_dtype(*layers))
-    return plain_result(value) if plain else value
+def _result(value, batch):
+    value = value.to(result_dtype(*batch.layers))
+    return plain_result(value) if batch.plain else value

@@ -7,6 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import fastmi
+from fastmi.measures import pair_sums
 
 SIZES = (37, 50)  # unequal shards
 
@@ -16,6 +17,13 @@ def batch(dtype):
     a = torch.randn(sum(SIZES), 5, generator=g, dtype=torch.float64)
     b = a[:, :3] + 0.5 * torch.randn(sum(SIZES), 3, generator=g, dtype=torch.float64)
     return a.to(dtype), b.to(dtype)
+
+
+def dependence_measures(a, b, group=None):
+    """Every dependence measure once, with group= where given."""
+    return [fastmi.hsic(a, b, unbiased=True, group=group), fastmi.cka(a, b, kernel="linear", group=group),
+            fastmi.cka_matrix([a, b, a[:, :2]], sigma=[1.5, "median", 0.7], group=group)[0].sum(),
+            fastmi.distance_correlation(a, b, group=group)]
 
 
 def model():
@@ -40,6 +48,11 @@ def _worker(rank, init_file, out_dir, mode, backend, dtype, loo):
             values = fastmi.chain_mi([a_r, b_r, c_r], group=dist.group.WORLD, backend=backend)
             (values * torch.tensor([1.0, -0.5], dtype=values.dtype)).sum().backward()
             result = dict(value=values.detach(), ga=a_r.grad, gb=b_r.grad, gc=c_r.grad)
+        elif mode == "dependence":
+            pair_sums.ROWS, pair_sums.CHUNK = 16, 24  # several tiles per shard
+            values = dependence_measures(a_r, b_r, dist.group.WORLD)
+            sum(values).backward()
+            result = dict(value=torch.stack([v.detach() for v in values]), ga=a_r.grad, gb=b_r.grad)
         elif mode == "regularizer":
             net = model()
             reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend=backend)
@@ -118,6 +131,21 @@ def test_histograms_over_the_global_batch(tmp_path, backend):
         torch.testing.assert_close(r["hard"], hard, atol=1e-5, rtol=0)
         assert float(r["soft"]) == pytest.approx(float(soft.detach()), abs=1e-5)
         torch.testing.assert_close(r["soft_grad"], a.grad[start:start + size], atol=1e-6, rtol=1e-5)
+        start += size
+
+
+def test_dependence_measures_over_the_global_batch(tmp_path, monkeypatch):
+    ranks = run_ranks(tmp_path, "dependence")
+    monkeypatch.setattr(pair_sums, "ROWS", 16)
+    monkeypatch.setattr(pair_sums, "CHUNK", 24)
+    a, b = (t.requires_grad_() for t in batch(torch.float64))
+    single = dependence_measures(a, b)
+    sum(single).backward()
+    start = 0
+    for size, r in zip(SIZES, ranks):
+        torch.testing.assert_close(r["value"], torch.stack([v.detach() for v in single]), atol=1e-12, rtol=0)
+        torch.testing.assert_close(r["ga"], a.grad[start:start + size], atol=1e-12, rtol=1e-9)
+        torch.testing.assert_close(r["gb"], b.grad[start:start + size], atol=1e-12, rtol=1e-9)
         start += size
 
 

@@ -40,6 +40,8 @@ CALLS = {
     "chain": lambda a, b: fastmi.chain_mi([a, b, torch.tanh(b)], group=dist.group.WORLD)[1],
     "binned": lambda a, b: fastmi.layer_mi(a, b, estimator="binned", bins=4, group=dist.group.WORLD),
     "unit": lambda a, b: fastmi.unit_mi(a, b, bins=4, reduction="sum", group=dist.group.WORLD),
+    "cka": lambda a, b: fastmi.cka(a, b, group=dist.group.WORLD),
+    "dcor": lambda a, b: fastmi.distance_correlation(a, b, group=dist.group.WORLD),
 }
 
 
@@ -70,6 +72,8 @@ def run(tmp_path, case, call):
     ("nan", "chain", r"ValueError: rank 1: activations\[1\] contains NaN or Inf"),
     ("mismatch", "binned", "ValueError: rank 1: a and b must have the same number of samples"),
     ("dtype", "unit", "TypeError: rank 1: a must have a floating dtype"),
+    ("nan", "cka", "ValueError: rank 1: b contains NaN or Inf"),
+    ("mismatch", "dcor", "ValueError: rank 1: a and b must have the same number of samples"),
 ])
 def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path, case, call, message):
     ranks = run(tmp_path, case, call)
@@ -79,13 +83,14 @@ def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path,
     assert ranks[0]["error"] == ranks[1]["error"]
 
 
-@pytest.mark.parametrize("call", ["kde", "binned", "unit"])
+@pytest.mark.parametrize("call", ["kde", "binned", "unit", "cka", "dcor"])
 @pytest.mark.parametrize("case", ["one_row", "empty"])
 def test_tiny_shards_of_a_valid_global_batch(tmp_path, case, call):
     ranks = run(tmp_path, case, call)
     a, b = _layers(90)
     group = {"kde": lambda: fastmi.layer_mi(a, b), "binned": lambda: fastmi.layer_mi(a, b, estimator="binned", bins=4),
-             "unit": lambda: fastmi.unit_mi(a, b, bins=4, reduction="sum")}
+             "unit": lambda: fastmi.unit_mi(a, b, bins=4, reduction="sum"), "cka": lambda: fastmi.cka(a, b),
+             "dcor": lambda: fastmi.distance_correlation(a, b)}
     expected = float(group[call]())
     for r in ranks:
         assert r["value"] == pytest.approx(expected, abs=1e-9), r

@@ -31,16 +31,22 @@ CHUNK = 1 << 13  # columns per tile: a tile is at most 1M pairs per layer
 
 class GramSums(torch.autograd.Function):
     """(S (L, L), R (L, N)), float64, of the layers side by side in x (columns offsets[m]:offsets[m+1]),
-    one floating dtype; gammas: the rbf scales 1 / (2 sigma_m^2) (constants), unused for "distance"."""
+    one floating dtype; gammas: the rbf scales 1 / (2 sigma_m^2) (constants), unused for "distance".
+
+    Under torch.distributed (shard not None): x is this rank's rows and x_all every rank's (gathered,
+    detached); the rank sums its own rows against every column and S, R are all-reduced, so every rank
+    holds the global sums, computes the same formula of them and so receives the same g_S, g_R: its
+    backward, over its own rows against every column, is the global gradient for its rows."""
 
     @staticmethod
-    def forward(ctx, x, offsets, kind, gammas):
-        n, count = x.shape[0], len(offsets) - 1
+    def forward(ctx, x, x_all, offsets, kind, gammas, shard):
+        x_all = x if shard is None else x_all
+        n, count = x_all.shape[0], len(offsets) - 1
         sums = torch.zeros((count, count), dtype=torch.float64, device=x.device)
         rows = torch.zeros((count, n), dtype=torch.float64, device=x.device)
-        layers = _layers(x, offsets)
+        layers = _layers(x_all, offsets)
         upper = torch.triu_indices(count, count).T.tolist()
-        for tile in _tiles(n):
+        for tile in _tiles(n, None if shard is None else shard.rows):
             lo, hi, c0, c1, below = tile
             pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
             for m, k in upper:
@@ -51,19 +57,21 @@ class GramSums(torch.autograd.Function):
             rows[:, lo:hi] += pairs.sum(2, dtype=torch.float64)
             rows[:, below:c1] += pairs[:, :, below - c0:].sum(1, dtype=torch.float64)
         sums = sums + sums.triu(1).T
-        ctx.save_for_backward(x)
-        ctx.offsets, ctx.kind, ctx.gammas = offsets, kind, gammas
+        if shard is not None:
+            sums, rows = shard.sum(sums), shard.sum(rows)
+        ctx.save_for_backward(x_all)
+        ctx.offsets, ctx.kind, ctx.gammas, ctx.shard = offsets, kind, gammas, shard
         return sums, rows
 
     @staticmethod
     def backward(ctx, g_sums, g_rows):
         (x,) = ctx.saved_tensors
-        n, dtype = x.shape[0], x.dtype
+        n, dtype, shard = x.shape[0], x.dtype, ctx.shard
         grad = torch.zeros_like(x)
         layers = _layers(x, ctx.offsets)
         mixing = (2 * (g_sums + g_sums.T)).to(dtype)  # 2 G
         g_rows = g_rows.to(dtype)
-        for tile in _tiles(n):
+        for tile in _tiles(n, None if shard is None else shard.rows):
             lo, hi, c0, c1, below = tile
             pairs = torch.stack([_pair_tile(layer, tile, ctx.kind, gamma) for layer, gamma in zip(layers, ctx.gammas)])
             weights = torch.einsum("ml,lij->mij", mixing, pairs)
@@ -74,16 +82,18 @@ class GramSums(torch.autograd.Function):
                 own[lo:hi] += layer.x[lo:hi] * weight.sum(1, keepdim=True) - weight @ layer.x[c0:c1]
                 mirrored = weight[:, below - c0:]  # W is symmetric: these pairs' (j, k) terms
                 own[below:c1] += layer.x[below:c1] * mirrored.sum(0)[:, None] - mirrored.T @ layer.x[lo:hi]
-        return grad, None, None, None
+        return (grad if shard is None else grad[slice(*shard.rows)]), None, None, None, None, None
 
 
-def gram_sums(layers, kind, gammas=None):
-    """GramSums of a list of (N, D_m) tensors of one dtype: (S (L, L), R (L, N)), differentiable."""
+def gram_sums(layers, kind, gammas=None, shard=None, everys=None):
+    """GramSums of a list of (N, D_m) tensors of one dtype: (S (L, L), R (L, N)), differentiable. Under a
+    shard, layers are this rank's rows and everys every rank's (detached); S and R are the global ones."""
     offsets = [0]
     for layer in layers:
         offsets.append(offsets[-1] + layer.shape[1])
     gammas = tuple(gammas) if gammas is not None else (0.0,) * len(layers)
-    return GramSums.apply(torch.cat(layers, dim=1), offsets, kind, gammas)
+    x_all = None if shard is None else torch.cat(everys, dim=1)
+    return GramSums.apply(torch.cat(layers, dim=1), x_all, offsets, kind, gammas, shard)
 
 
 def _spans(offsets):
@@ -94,14 +104,17 @@ def _layers(x, offsets):
     return [Layer(x[:, start:stop]) for start, stop in _spans(offsets)]
 
 
-def _tiles(n):
+def _tiles(n, rows=None):
     """(lo, hi, c0, c1, below): row blocks lo:hi against column chunks of lo:N (pair terms are symmetric:
     the columns from `below` = max(hi, c0) on stand for their mirrored pairs too; those before it lie in
-    the block's own rows, whose both orders the tile holds)."""
-    for lo in range(0, n, ROWS):
-        hi = min(lo + ROWS, n)
-        for c0 in range(lo, n, CHUNK):
-            yield lo, hi, c0, min(c0 + CHUNK, n), max(hi, c0)
+    the block's own rows, whose both orders the tile holds). With rows = (start, stop), a shard's: its
+    row blocks against every column, nothing mirrored (below = c1)."""
+    start, stop = rows or (0, n)
+    for lo in range(start, stop, ROWS):
+        hi = min(lo + ROWS, stop)
+        for c0 in range(0 if rows else lo, n, CHUNK):
+            c1 = min(c0 + CHUNK, n)
+            yield lo, hi, c0, c1, c1 if rows else max(hi, c0)
 
 
 def _pair_tile(layer, tile, kind, gamma):
