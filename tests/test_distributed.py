@@ -20,10 +20,11 @@ def batch(dtype):
 
 
 def dependence_measures(a, b, group=None):
-    """Every dependence measure once, with group= where given."""
+    """Every dependence measure and label_mi once, with group= where given."""
     return [fastmi.hsic(a, b, unbiased=True, group=group), fastmi.cka(a, b, kernel="linear", group=group),
             fastmi.cka_matrix([a, b, a[:, :2]], sigma=[1.5, "median", 0.7], group=group)[0].sum(),
-            fastmi.distance_correlation(a, b, group=group)]
+            fastmi.distance_correlation(a, b, group=group),
+            fastmi.label_mi(b, (a[:, 0] > 0).long() + 2 * (a[:, 1] > 0).long(), sigma=0.9, group=group)]
 
 
 def model():

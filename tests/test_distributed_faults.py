@@ -42,6 +42,7 @@ CALLS = {
     "unit": lambda a, b: fastmi.unit_mi(a, b, bins=4, reduction="sum", group=dist.group.WORLD),
     "cka": lambda a, b: fastmi.cka(a, b, group=dist.group.WORLD),
     "dcor": lambda a, b: fastmi.distance_correlation(a, b, group=dist.group.WORLD),
+    "labels": lambda a, b: fastmi.label_mi(b, (a[:, 0] > 0).long(), group=dist.group.WORLD),
 }
 
 
@@ -74,6 +75,8 @@ def run(tmp_path, case, call):
     ("dtype", "unit", "TypeError: rank 1: a must have a floating dtype"),
     ("nan", "cka", "ValueError: rank 1: b contains NaN or Inf"),
     ("mismatch", "dcor", "ValueError: rank 1: a and b must have the same number of samples"),
+    ("nan", "labels", "ValueError: rank 1: a contains NaN or Inf"),
+    ("mismatch", "labels", "ValueError: rank 1: a and b must have the same number of samples"),
 ])
 def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path, case, call, message):
     ranks = run(tmp_path, case, call)

@@ -52,7 +52,10 @@ def close(x, y, estimator, atol=1e-9):
 def test_row_order_does_not_matter(estimator, data, seed):
     a, b = data
     perm = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(seed))
-    assert close(estimate(a, b, estimator), estimate(a[perm], b[perm], estimator), estimator)
+    # the KDE's median rule takes its distances from a float32 GEMM, whose rounding may depend on where
+    # the rows sit: the bandwidth, and so the estimate, may move at float32 rounding
+    atol = 1e-6 if estimator == "kde" else 1e-9
+    assert close(estimate(a, b, estimator), estimate(a[perm], b[perm], estimator), estimator, atol)
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
