@@ -90,12 +90,12 @@ def label_mi(a, labels, *, sigma="median", units="nats", backend="auto", check_f
     layer_mi: one spec); group= as for layer_mi. labels: integer class ids (a tensor, numpy array or
     list); an error names the labels as b."""
     (a, labels), plain = as_tensors([("a", a), ("labels", labels)])
-    labels = _validated(lambda min_rows: [_class_ids(labels)[:, None]], group)[0][0][:, 0]
-    classes = int(labels.max()) + 1 if labels.numel() else 1
-    if group is not None:  # every rank needs the same one-hot width (a collective after every rank checked)
-        classes = int(_max_over_ranks(torch.tensor(classes, device=labels.device), group))
+    (labels,), shard = _validated(lambda min_rows: [_class_ids(labels)[:, None]], group)
+    classes = torch.tensor(int(labels.max()) + 1 if labels.numel() else 1, device=labels.device)
+    if shard is not None:  # every rank needs the same one-hot width (a collective after every rank checked)
+        classes = shard.extremes(classes, classes)[1]
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
-    one_hot = torch.nn.functional.one_hot(labels, classes).to(device=a.device, dtype=dtype)
+    one_hot = torch.nn.functional.one_hot(labels[:, 0], int(classes)).to(device=a.device, dtype=dtype)
     value = layer_mi(a, one_hot, units=units, backend=backend, check_finite=check_finite, group=group,
                      sigma=(sigma, LABEL_SIGMA), **kde_options)
     return plain_result(value) if plain else value
@@ -109,13 +109,6 @@ def _class_ids(labels):
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError(f"labels must be class ids >= 0, got {int(labels.min())}")
     return labels.long()
-
-
-def _max_over_ranks(value, group):
-    import torch.distributed as dist
-    value = value.clone()
-    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
-    return value
 
 
 def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, group=None, **kde_options):

@@ -7,10 +7,9 @@ heuristic, Gretton et al. 2005), a callable rule(n, d, x) -> float in the data's
 input (a pair for two inputs). The bandwidth is a constant of the gradient (detached), as in the literature.
 """
 import math
+from dataclasses import dataclass
 
 import torch
-
-from dataclasses import dataclass
 
 from . import bandwidth
 from .api import _validated

@@ -60,7 +60,7 @@ class KDE(Estimator):
         each, at that same bandwidth."""
         frozen = KDE(sigma=tuple(_frozen(spec) for spec in split_sigma(self.sigma)), divergence=self.divergence,
                      loo=self.loo)
-        dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+        dtype = operand_dtype("torch", a)
         n = a.shape[0]
         if self.loo or 2 * n * n * dtype.itemsize > NULL_BYTES:
             return Estimator.with_null(frozen, a, b, permutations, backend)
@@ -136,11 +136,9 @@ ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums
 
 
 def kernel_matrix(x):
-    """(N, N) exp2(-||x_i - x_j||^2) of a prepared operand, exponents clamped as kde_torch clamps them."""
-    layer = kde_torch.Layer(x)
-    k = layer.left @ layer.right.T
-    k.diagonal().zero_()
-    return k.clamp_(min=-kde_torch.CUT[x.dtype], max=0.0).exp2_()
+    """(N, N) exp2(-||x_i - x_j||^2) of a prepared operand: the torch back-end's kernel tile, all of it."""
+    n = x.shape[0]
+    return kde_torch._kernel(kde_torch.Layer(x), (0, n, 0, n), x.new_empty((n, n)))
 
 
 def joint_log_sums(ka, kb, p, rows, product):

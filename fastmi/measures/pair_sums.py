@@ -22,9 +22,8 @@ dtype (float32 or float64).
 """
 import torch
 
-from ..estimators.kde_torch import Layer
+from ..estimators.kde_torch import Layer, _neg_sq_dist
 
-KINDS = ("rbf", "distance")
 ROWS = 128  # rows per tile
 CHUNK = 1 << 13  # columns per tile: a tile is at most 1M pairs per layer
 
@@ -118,12 +117,10 @@ def _tiles(n, rows=None):
 
 
 def _pair_tile(layer, tile, kind, gamma):
-    """The tile's P: exp(-gamma d^2) or d from -d^2 = [x_i, |x_i|^2, 1] . [2 x_j, -1, -|x_j|^2] (one GEMM),
-    clamped at 0 and exactly 0 on the diagonal."""
+    """The tile's P: exp(-gamma d^2) or d from the KDE back-end's -d^2 (one GEMM, clamped at 0, exactly 0 on
+    the diagonal)."""
     lo, hi, c0, c1, _ = tile
-    t = layer.left[lo:hi] @ layer.right[c0:c1].T
-    t.clamp_(max=0.0)
-    t.diagonal(offset=lo - c0).fill_(0.0)
+    t = _neg_sq_dist(layer, tile[:4], False, layer.x.new_empty((hi - lo, c1 - c0)))
     return t.mul_(gamma).exp_() if kind == "rbf" else t.neg_().sqrt_()
 
 
