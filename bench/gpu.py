@@ -1,6 +1,7 @@
 """GPU timings (bench/gpu_check.sh runs them after tests/test_gpu.py has checked the compiled kernels
-against the float64 reference): fastmi against the dense torch baseline, the histogram and KSG
-kernels against their torch paths, N = 1M in bf16; JSON in the output folder.
+against the float64 reference): fastmi against the dense torch baseline, the dependence measures
+against theirs, the histogram and KSG kernels against their torch paths, N = 1M in bf16; JSON in the
+output folder.
 
 With --quick on a machine without CUDA it runs the same code at tiny sizes (Triton interpreter):
 a smoke test of this script, not a measurement.
@@ -126,6 +127,38 @@ def ksg_timings(device, quick):
     return rows
 
 
+def dependence_timings(device, quick):
+    """RBF CKA and distance correlation (D = 64): fastmi's kernels against the dense torch way (float32,
+    N = 16k: forward, forward+backward) and fastmi alone in bf16 at N = 64k (forward pairs/s; the
+    issue's target is 5e11)."""
+    from bench.baselines import dense_cka, dense_distance_correlation
+    cuda = device == "cuda"
+    rows = []
+    cases = [(64, torch.float32, True), (128, torch.float16, False)] if quick else \
+        [(16384, torch.float32, True), (65536, torch.bfloat16, False)]
+    for n, dtype, with_dense in cases:
+        a, b = _inputs(n, 16 if quick else 64, dtype, device)
+        a.requires_grad_()
+        b.requires_grad_()
+        for name, fast, dense in (("cka", fastmi.cka, dense_cka),
+                                  ("distance_correlation", fastmi.distance_correlation, dense_distance_correlation)):
+            row = dict(job=name, n=n, d=a.shape[1], dtype=str(dtype))
+            for key, fn in (("fastmi", lambda x, y: fast(x, y, check_finite=False)), ("dense", dense)):
+                if key == "dense" and not with_dense:
+                    continue
+                with torch.no_grad():
+                    row[f"{key}_fwd_s"] = _timed(lambda: fn(a, b), cuda)
+                row[f"{key}_fwd_bwd_s"] = _timed(lambda: fn(a, b).backward(), cuda)
+            fwd = row["fastmi_fwd_s"]
+            row["fastmi_fwd_pairs_per_s"] = n * n / fwd if fwd else None
+            for key in ("fwd_s", "fwd_bwd_s"):
+                fast_s, dense_s = row[f"fastmi_{key}"], row.get(f"dense_{key}")
+                row[f"speedup_{key[:-2]}"] = dense_s / fast_s if fast_s and dense_s else None
+            print(f"  {row}")
+            rows.append(row)
+    return rows
+
+
 def million_rows(device, n=1_000_000, d=64):
     """One forward+backward at N = 1M in bf16: must not run out of memory."""
     a, b = _inputs(n, d, torch.bfloat16, device)
@@ -156,6 +189,8 @@ def run(quick=False):
     print("timings, D = 64:")
     timings = [timing_case(n, 64 if not quick else 16, dt, device) for dt in dtypes for n in time_sizes]
     big = million_rows(device) if cuda and not quick else None
+    print("dependence measures:")
+    dependence_rows = dependence_timings(device, quick)
     print("histogram estimators:")
     hist_timings = histogram_timings(device, quick)
     print("KSG:")
@@ -163,7 +198,7 @@ def run(quick=False):
     tag = "".join(c if c.isalnum() else "_" for c in name)
     save_json(f"gpu_timings_{tag}.json", dict(device=name, torch=torch.__version__, triton=_triton_version(),
                                               timings=timings, million_rows=big, histogram_timings=hist_timings,
-                                              ksg_timings=ksg_rows))
+                                              ksg_timings=ksg_rows, dependence_timings=dependence_rows))
     if big is not None and not big["ok"]:
         sys.exit("N = 1M in bf16 ran out of memory")
 

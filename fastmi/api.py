@@ -91,14 +91,20 @@ def label_mi(a, labels, *, sigma="median", units="nats", backend="auto", check_f
     list); an error names the labels as b."""
     (a, labels), plain = as_tensors([("a", a), ("labels", labels)])
     (labels,), shard = _validated(lambda min_rows: [_class_ids(labels)[:, None]], group)
-    classes = torch.tensor(int(labels.max()) + 1 if labels.numel() else 1, device=labels.device)
-    if shard is not None:  # every rank needs the same one-hot width (a collective after every rank checked)
-        classes = shard.extremes(classes, classes)[1]
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
-    one_hot = torch.nn.functional.one_hot(labels[:, 0], int(classes)).to(device=a.device, dtype=dtype)
+    one_hot = one_hot_labels(labels[:, 0], dtype, shard).to(a.device)
     value = layer_mi(a, one_hot, units=units, backend=backend, check_finite=check_finite, group=group,
                      sigma=(sigma, LABEL_SIGMA), **kde_options)
     return plain_result(value) if plain else value
+
+
+def one_hot_labels(ids, dtype, shard):
+    """Validated class ids (N,) as one-hot rows of `dtype`; under a shard as wide as the largest id of any
+    rank (every rank needs the same width: a collective, after every rank has checked its labels)."""
+    classes = torch.tensor(int(ids.max()) + 1 if ids.numel() else 1, device=ids.device)
+    if shard is not None:
+        classes = shard.extremes(classes, classes)[1]
+    return torch.nn.functional.one_hot(ids, int(classes)).to(dtype)
 
 
 def _class_ids(labels):

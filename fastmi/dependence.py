@@ -6,6 +6,7 @@ RBF kernel k(x, y) = exp(-||x - y||^2 / (2 sigma^2)). sigma: a positive float in
 heuristic, Gretton et al. 2005), a callable rule(n, d, x) -> float in the data's units, or one of those per
 input (a pair for two inputs). The bandwidth is a constant of the gradient (detached), as in the literature.
 """
+import functools
 import math
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ import torch
 
 from . import bandwidth
 from .api import _validated
+from .backend import BACKENDS, full_precision, resolve
+from .estimators.kde import operand_dtype
 from .inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
 from .measures import centred
 from .measures.pair_sums import gram_sums
@@ -21,47 +24,64 @@ from .warn import warn_user
 CKA_KERNELS = ("rbf", "linear")
 
 
-def hsic(a, b, *, sigma="median", unbiased=False, check_finite=True, group=None):
+def _autocast_off(measure):
+    """The measure with autocast switched off (its sums need full-precision GEMMs, as layer_mi's do)."""
+    @functools.wraps(measure)
+    def run(*args, **kwargs):
+        with full_precision(torch.device("cpu")), full_precision(torch.device("cuda")):
+            return measure(*args, **kwargs)
+    return run
+
+
+@_autocast_off
+def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """HSIC with RBF kernels: biased HSIC_b = (1/N^2) tr(K H L H) (Gretton et al. 2005), or the unbiased
     estimator of Song et al. 2012 (unbiased=True, N >= 4). A 0-d tensor (float64 for float64 inputs,
-    float32 otherwise), differentiable w.r.t. a and b. group: a torch.distributed process group (a, b
-    this rank's rows; the value is the global batch's, each rank's gradient the global one for its rows)."""
+    float32 otherwise), differentiable w.r.t. a and b. backend: "auto" (the Triton kernels for CUDA
+    float32/float16/bfloat16 tensors, else torch), "triton" or "torch", as for layer_mi. group: a
+    torch.distributed process group (a, b this rank's rows; the value is the global batch's, each rank's
+    gradient the global one for its rows)."""
     check_bool(unbiased, "unbiased")
-    batch = _inputs([("a", a), ("b", b)], check_finite, unbiased, group)
+    batch = _inputs([("a", a), ("b", b)], check_finite, unbiased, group, backend)
     return _result(_hsic_matrix(batch, "rbf", sigma, unbiased)[0, 1], batch)
 
 
-def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True, group=None):
+@_autocast_off
+def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """Centered kernel alignment (Kornblith et al. 2019): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), with
     RBF kernels (sigma as for hsic) or linear ones (K = a a^T of the centred input, through D x D Gram
     matrices); the biased or the unbiased HSIC. In [0, 1] (biased); CKA(a, a) = 1. A constant input has
-    no variance to align: NaN, with a RuntimeWarning. group: as for hsic."""
-    matrix, batch = _cka([("a", a), ("b", b)], kernel, sigma, unbiased, check_finite, group)
+    no variance to align: NaN, with a RuntimeWarning. backend, group: as for hsic (linear CKA runs torch's
+    GEMMs whatever the backend)."""
+    matrix, batch = _cka([("a", a), ("b", b)], kernel, sigma, unbiased, backend, check_finite, group)
     return _result(matrix[0, 1], batch)
 
 
-def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, check_finite=True, group=None):
+@_autocast_off
+def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True,
+               group=None):
     """(L, L) CKA of every pair of L layers of one batch (paired rows; each flattened per sample), the
     plot people make to compare networks: each layer's kernel tiles are computed once per tile and serve
     all its pairs (one pass, not L(L - 1)/2). Options as for cka; sigma one spec for every layer or one
-    per layer. A constant layer's row and column are NaN (with a RuntimeWarning). Differentiable; group:
-    as for hsic."""
+    per layer. A constant layer's row and column are NaN (with a RuntimeWarning). Differentiable; backend,
+    group: as for hsic (the Triton kernels take the layers in pairs: each layer's tiles once per pair)."""
     if not isinstance(activations, (list, tuple)) or not activations:
         raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
     named = [(f"activations[{m}]", x) for m, x in enumerate(activations)]
-    return _result(*_cka(named, kernel, sigma, unbiased, check_finite, group))
+    return _result(*_cka(named, kernel, sigma, unbiased, backend, check_finite, group))
 
 
-def distance_correlation(a, b, *, check_finite=True, group=None):
+@_autocast_off
+def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None):
     """Distance correlation (Szekely, Rizzo & Bakirov 2007), the V-statistic as dcor.distance_correlation
     returns it: sqrt(dCov^2(a, b) / sqrt(dVar^2(a) dVar^2(b))), in [0, 1]; 0 when an input is constant
     (the definition). The distance has no gradient at 0 (the diagonal, duplicate rows): it is taken as 0
-    there, as torch.cdist does. A 0-d tensor, differentiable; group: as for hsic."""
-    batch = _inputs([("a", a), ("b", b)], check_finite, False, group)
+    there, as torch.cdist does. A 0-d tensor, differentiable; backend, group: as for hsic."""
+    batch = _inputs([("a", a), ("b", b)], check_finite, False, group, backend)
     layers = batch.layers
     if _constant(batch.everys):  # 0, still connected to the inputs (a zero gradient, not an error)
         return _result(0.0 * (layers[0].sum() + layers[1].sum()).double(), batch)
-    moments = centred.biased(*gram_sums(layers, "distance", None, batch.shard, batch.everys))
+    moments = centred.biased(*_gram_sums(batch, "distance", None))
     ratio = moments[0, 1].clamp_min(0) / (moments[0, 0] * moments[1, 1]).sqrt()
     positive = ratio > 0  # sqrt has no derivative at 0: the gradient there is 0
     return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), batch)
@@ -80,17 +100,19 @@ class MinibatchCKA:
     batch takes its own median bandwidth (pass a float, or one per layer, for one kernel throughout).
     Detached (a measurement)."""
 
-    def __init__(self, *, kernel="linear", sigma="median", check_finite=True):
+    def __init__(self, *, kernel="linear", sigma="median", backend="auto", check_finite=True):
         self.kernel, self.sigma = choice(kernel, "kernel", CKA_KERNELS), sigma
+        self.backend = choice(backend, "backend", BACKENDS)
         self.check_finite = check_bool(check_finite, "check_finite")
         self.total, self.batches = None, 0
 
     @torch.no_grad()
+    @_autocast_off
     def update(self, activations):
         if not isinstance(activations, (list, tuple)) or not activations:
             raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
         names = [f"activations[{m}]" for m in range(len(activations))]
-        batch = _inputs(list(zip(names, activations)), self.check_finite, True, None)
+        batch = _inputs(list(zip(names, activations)), self.check_finite, True, None, self.backend)
         hsics = _hsic_matrix(batch, self.kernel, self.sigma, True)
         if self.total is not None and self.total.shape != hsics.shape:
             raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, {len(activations)} now")
@@ -110,11 +132,11 @@ class MinibatchCKA:
         return (mean / (scale[:, None] * scale[None, :])).masked_fill(empty[:, None] | empty[None, :], math.nan)
 
 
-def _cka(named, kernel, sigma, unbiased, check_finite, group):
+def _cka(named, kernel, sigma, unbiased, backend, check_finite, group):
     """(CKA matrix, Batch) of [(name, input)]."""
     choice(kernel, "kernel", CKA_KERNELS)
     check_bool(unbiased, "unbiased")
-    batch = _inputs(named, check_finite, unbiased, group)
+    batch = _inputs(named, check_finite, unbiased, group, backend)
     return _cka_from_hsic(_hsic_matrix(batch, kernel, sigma, unbiased), batch.everys, [n for n, _ in named]), batch
 
 
@@ -122,11 +144,14 @@ def _cka(named, kernel, sigma, unbiased, check_finite, group):
 class Batch:
     """Validated inputs: `layers` this process's rows (centred, differentiable), `everys` every row of the
     batch (centred; detached copies under a shard), `shard` None or this rank's, `plain` whether every
-    input was an array-like (the result is then a Python float or a numpy array)."""
+    input was an array-like (the result is then a Python float or a numpy array), `backend` the resolved
+    back-end ("triton" or "torch") and `dtype` its operands'."""
     layers: list
     everys: list
     shard: object
     plain: bool
+    backend: str
+    dtype: torch.dtype
 
     def differentiable_everys(self):
         """Every row of each layer, this process's rows differentiable (the others detached, as gathered)."""
@@ -136,22 +161,25 @@ class Batch:
         return [torch.cat([every[:start], own, every[stop:]]) for every, own in zip(self.everys, self.layers)]
 
 
-def _inputs(named, check_finite, unbiased, group):
+def _inputs(named, check_finite, unbiased, group, backend):
     """A Batch of the validated (N, D_m) layers in the dtype the pass computes in (float64 or float32),
     centred by the (global) column means: every measure ignores shifts, and the distances' GEMM loses
     digits with an offset."""
+    choice(backend, "backend", BACKENDS)
     tensors, plain = as_tensors(named)
     pairs = [(name, x) for (name, _), x in zip(named, tensors)]
     layers, shard = _validated(lambda min_rows: sample_matrices(pairs, check_finite, min_rows=min_rows), group)
     n = layers[0].shape[0] if shard is None else sum(shard.sizes)
     if unbiased and n < 4:
         raise ValueError(f"the unbiased HSIC divides by N - 3: it needs N >= 4 rows, got N = {n}")
+    backend = resolve(backend, layers[0])
+    dtype = operand_dtype(backend, layers[0])
     work = torch.float64 if layers[0].dtype == torch.float64 else torch.float32
     layers = [x.to(work) for x in layers]
     everys = layers if shard is None else [shard.gather(x) for x in layers]
     means = [every.detach().mean(dim=0) for every in everys]
     return Batch([x - mean for x, mean in zip(layers, means)], [x - mean for x, mean in zip(everys, means)], shard,
-                 plain)
+                 plain, backend, dtype)
 
 
 def _hsic_matrix(batch, kernel, sigma, unbiased):
@@ -161,9 +189,13 @@ def _hsic_matrix(batch, kernel, sigma, unbiased):
     else:
         specs = _specs(sigma, len(batch.layers))
         gammas = [0.5 / _bandwidth(every, spec) ** 2 for every, spec in zip(batch.everys, specs)]
-        sums, rows = gram_sums(batch.layers, "rbf", gammas, batch.shard, batch.everys)
+        sums, rows = _gram_sums(batch, "rbf", gammas)
         diagonals = torch.ones_like(rows)  # an RBF kernel's diagonal
     return centred.unbiased(sums, rows, diagonals) if unbiased else centred.biased(sums, rows)
+
+
+def _gram_sums(batch, kind, gammas):
+    return gram_sums(batch.layers, kind, gammas, batch.shard, batch.everys, batch.backend, batch.dtype)
 
 
 def _linear_sums(layers):

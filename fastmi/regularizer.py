@@ -1,4 +1,5 @@
-"""fastmi.Regularizer: an MI term between successive layers of a model, for the training loss."""
+"""fastmi.Regularizer: dependence terms between a model's layers (and its input or the labels) for the training loss."""
+import functools
 import inspect
 import math
 import weakref
@@ -6,41 +7,68 @@ import weakref
 import torch
 from torch import nn
 
-from .api import UNITS, chain_mi, layer_mi, make_estimator
+from .api import UNITS, _class_ids, _validated, chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
+from .dependence import hsic
 from .estimators import ESTIMATORS
 from .inputs import choice
 from .warn import warn_user
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PAIR_WORK = 64  # kappa: per pair of rows and layer, the exps, sums and weights in flop-equivalents (CPU)
+PAIRS = ("successive", "input", "labels")
+MEASURES = {"hsic": hsic}  # differentiable dependence measures a term can be, besides layer_mi's estimators
+INPUT = "input"  # the _Capture index of the model's input (a forward pre-hook on the model)
 
 
 class Regularizer:
     """Captures chosen layers' outputs with forward hooks; `reg()` returns the loss term
 
-        -weight * sum_k I(h_k; h_{k+1})     (maximize=True; +weight * ... when maximize=False)
+        -weight * sum_k T_k     (maximize=True; +weight * sum_k T_k when maximize=False)
 
-    over successive pairs of the captured layers, in the order they ran in the latest forward pass.
+    with one term T_k per pair of operands, chosen by `pairs`:
+
+        "successive":  T_k = I(h_k; h_{k+1}), successive captured layers in the order they ran in the
+                       latest forward pass;
+        "input":       T_k = I(x; h_k) for every captured layer, x the model's input (the first
+                       positional argument of its latest forward, flattened per sample);
+        "labels":      T_k = I(h_k; y) for every captured layer, y given at the call: reg(labels=y).
+                       Integer class ids (N,): with the KDE, fastmi.label_mi (Saxe et al.'s
+                       class-conditional KDE MI); with another estimator, the term of h_k and one-hot
+                       rows of y. Floating targets (N,) or (N, ...): a layer, flattened per sample.
+
+    and I the MI of `estimator` (fastmi.layer_mi), or estimator="hsic": T = fastmi.hsic, the biased
+    HSIC V-statistic of Gretton et al. 2005 with RBF kernels (unbiased=True: Song et al. 2012).
+
+    The information bottleneck, sum_k [I(X; T_k) - beta I(T_k; Y)], or the HSIC bottleneck of Ma et al.
+    2019, sum_k [HSIC(X, T_k) - beta HSIC(Y, T_k)], is two Regularizers on the same model:
+
+        compress = Regularizer(model, pairs="input", maximize=False, estimator="hsic")
+        predict = Regularizer(model, pairs="labels", maximize=True, weight=beta, estimator="hsic")
+        loss = task_loss(model(x), y) + compress() + predict(labels=y)
 
     Args:
         model: the nn.Module whose layers are watched.
-        layers: None (every Linear / Conv layer), or a list of submodule names or modules.
+        layers: None (every Linear / Conv layer), or a list of submodule names or modules; at least two
+            for pairs="successive", one otherwise.
         weight: the loss weight.
-        estimator, **estimator_kwargs: passed to fastmi.chain_mi ("kde": every layer's work once per
-            step) or fastmi.layer_mi (e.g. sigma=, divergence=, backend=, and group= for the
-            global-batch estimate under torch.distributed).
-        maximize: True for -weight * MI (raise MI between layers, as in Hodas & Stinis 2018);
-            False for +weight * MI (bottleneck-style minimisation).
-        max_samples: if the batch has more rows, use this many, the same random rows for every layer
-            (drawn from a private generator, so the model's own randomness is untouched); "auto":
-            the number whose MI term costs about `budget` forward passes of the watched layers
-            (Regularizer.auto_samples, the cost model).
-        budget: with max_samples="auto", the cost of the term in forward passes (default 1.0).
+        estimator, **estimator_kwargs: "hsic" with the options of fastmi.hsic (sigma=, unbiased=,
+            group=, ...), or an estimator of fastmi.layer_mi with its options (e.g. sigma=,
+            divergence=, backend=, and group= for the global-batch estimate under torch.distributed);
+            the KDE's successive terms go through fastmi.chain_mi (every layer's work once per step).
+            A pair of sigma specs applies to each term's operands in the order written above.
+        maximize: True for -weight * sum (raise the dependence, as Hodas & Stinis 2018 do between
+            layers); False for +weight * sum (bottleneck-style minimisation).
+        max_samples: if the batch has more rows, use this many, the same random rows for every layer,
+            the input and the labels (drawn from a private generator, so the model's own randomness is
+            untouched); "auto": the number whose terms cost about `budget` forward passes of the
+            watched layers (Regularizer.auto_samples, the cost model).
+        budget: with max_samples="auto", the cost of the terms in forward passes (default 1.0).
         every: compute on every n-th call only; the other calls return 0 and capture nothing.
         seed: seed of the row-subsampling generator.
+        pairs: "successive" (default), "input" or "labels", as above.
 
-    `reg.last` holds the latest per-pair MI values (floats, in the estimator's units) for logging,
+    `reg.last` holds the latest per-term values (floats, in the order of the terms above) for logging,
     `reg.samples` the number of rows they used and `reg.modelled_overhead` the cost model's overhead of
     that call in forward passes of the watched layers (auto_samples). Activations are released by
     `reg()`; `reg.remove()` (or leaving a `with` block) removes the hooks.
@@ -52,14 +80,9 @@ class Regularizer:
     """
 
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
-                 every=1, seed=0, budget=None, **estimator_kwargs):
-        common = inspect.signature(layer_mi).parameters
-        options = {k: v for k, v in estimator_kwargs.items() if k not in common}
-        if not make_estimator(choice(estimator, "estimator", tuple(ESTIMATORS)), options).differentiable:
-            raise ValueError("the Regularizer needs a differentiable estimator: 'kde', or 'unit' with soft=True; "
-                             f"got estimator={estimator!r} with {options}")
-        choice(estimator_kwargs.get("units", "nats"), "units", UNITS)
-        choice(estimator_kwargs.get("backend", "auto"), "backend", BACKENDS)
+                 every=1, seed=0, budget=None, pairs="successive", **estimator_kwargs):
+        self.pairs = choice(pairs, "pairs", PAIRS)
+        self._term = _term_function(estimator, estimator_kwargs)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ValueError(f"weight must be a finite number, got {weight!r}")
         if not isinstance(maximize, bool):
@@ -71,7 +94,8 @@ class Regularizer:
         if budget is not None and (max_samples != "auto" or not (isinstance(budget, (int, float)) and budget > 0)):
             raise ValueError(f"budget must be a positive number, with max_samples='auto'; got budget={budget!r} "
                              f"and max_samples={max_samples!r}")
-        self.modules = _resolve_layers(model, layers)
+        self._minimum = 2 if pairs == "successive" else 1  # captured layers a term needs
+        self.modules = _resolve_layers(model, layers, pairs, self._minimum)
         self.weight, self.maximize, self.max_samples, self.every = float(weight), maximize, max_samples, every
         self.budget = 1.0 if budget is None else float(budget)
         self.estimator, self.estimator_kwargs = estimator, estimator_kwargs
@@ -79,39 +103,86 @@ class Regularizer:
         self._fan_in = {}  # module index -> fan-in of its latest run (for max_samples="auto")
         self._calls = 0
         self._captured = {}  # module index -> latest output, in the order the modules ran
+        self._input = None  # pairs="input": the positional arguments of the model's latest forward
+        self._model = model if pairs == "input" else None
         self._generator = torch.Generator().manual_seed(seed)
         self._handles = [m.register_forward_hook(_Capture(self, i)) for i, m in enumerate(self.modules)]
+        if pairs == "input":
+            self._handles.append(model.register_forward_pre_hook(_Capture(self, INPUT)))
+
+    def _hooked(self, index):
+        """The module that the hook with this index was registered on."""
+        return self._model if index == INPUT else self.modules[index]
 
     def _capture(self, index, module, inputs, output):
         if self._calls % self.every != 0:
             return  # this step will not compute: keep nothing alive
+        if index == INPUT:
+            self._input = inputs
+            return
         if isinstance(output, (tuple, list)):
             output = output[0]
         self._captured.pop(index, None)  # a module that runs twice counts at its latest run
         self._captured[index] = output
         self._fan_in[index] = _fan_in(module, inputs)
 
-    def __call__(self):
+    def __call__(self, *, labels=None):
+        """The loss term of the latest forward pass; labels=: the batch's y, with pairs="labels" only."""
+        if self.pairs == "labels" and labels is None:
+            raise TypeError("pairs='labels' measures I(h_k; y): pass the batch's labels, reg(labels=y)")
+        if self.pairs != "labels" and labels is not None:
+            raise TypeError(f"labels= is for pairs='labels'; this Regularizer has pairs={self.pairs!r}")
         computing = self._calls % self.every == 0
-        if computing and len(self._captured) < 2:
+        if computing and len(self._captured) < self._minimum:
             raise RuntimeError("call the Regularizer after a forward pass of the model: "
                                f"{len(self._captured)} of its {len(self.modules)} layers produced output")
         self._calls += 1
         if not computing:
             return torch.zeros((), device=self._device())
-        activations = [h.reshape(h.shape[0], -1) for h in self._captured.values()]
-        self._warn_if_no_gradient(activations)
+        layers = [_per_sample(h) for h in self._captured.values()]
+        self._warn_if_no_gradient(layers)
         fan_ins = [self._fan_in[index] for index in self._captured]
-        self._captured = {}
-        activations = self._subsample(activations, fan_ins)
-        if self.estimator == "kde":
-            values = chain_mi(activations, **self.estimator_kwargs)
-        else:
-            values = torch.stack([layer_mi(h, h_next, estimator=self.estimator, **self.estimator_kwargs)
-                                  for h, h_next in zip(activations, activations[1:])])
+        other, shard = self._other_operand(labels)
+        self._captured, self._input = {}, None
+        values = self._terms(*self._subsample(layers, fan_ins, other), shard)
         self.last = values.detach().tolist()
         total = values.sum()
         return -self.weight * total if self.maximize else self.weight * total
+
+    def _terms(self, layers, other, shard):
+        """The 1-d tensor of terms: I(h_k; h_k+1), I(x; h_k) or I(h_k; y) (or HSIC), in that order."""
+        if self.pairs == "successive":
+            if self.estimator == "kde":
+                return chain_mi(layers, **self.estimator_kwargs)
+            return torch.stack([self._term(h, h_next) for h, h_next in zip(layers, layers[1:])])
+        if self.pairs == "input":
+            return torch.stack([self._term(other, h) for h in layers])
+        if not other.is_floating_point():  # class ids, (N, 1)
+            if self.estimator == "kde":
+                return torch.stack([label_mi(h, other[:, 0], **self.estimator_kwargs) for h in layers])
+            other = one_hot_labels(other[:, 0], layers[0].dtype, shard)
+        return torch.stack([self._term(h, other) for h in layers])
+
+    def _other_operand(self, labels):
+        """(the operand every term pairs a layer with: None (successive), the model's input x or the labels;
+        the labels' shard under group=). Bad labels on one rank are the same error on every rank."""
+        if self.pairs == "input":
+            return self._model_input(), None
+        if labels is None:
+            return None, None
+        (rows,), shard = _validated(lambda min_rows: [_label_rows(labels)], self.estimator_kwargs.get("group"))
+        return rows, shard
+
+    def _model_input(self):
+        """x of pairs="input": the model's latest first positional argument, flattened per sample."""
+        if self._input is None:
+            raise RuntimeError("pairs='input': call the Regularizer after a forward pass of the model itself "
+                               "(its input was not captured)")
+        x = self._input[0] if self._input else None
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() > 0):
+            raise TypeError("pairs='input' measures I(x; h_k) with x the model's first positional argument, a "
+                            f"floating tensor with a row per sample; the latest forward got {_described(self._input)}")
+        return _per_sample(x)
 
     def _warn_if_no_gradient(self, activations):
         training = torch.is_grad_enabled() and any(m.training for m in self.modules)
@@ -120,40 +191,53 @@ class Regularizer:
                       "under torch.no_grad(), e.g. a validation pass), so reg() measures that pass and its "
                       "term gives the model no gradient; call reg() right after the training forward")
 
-    def _subsample(self, activations, fan_ins):
-        sizes = [h.shape[0] for h in activations]
+    def _subsample(self, layers, fan_ins, other):
+        """(layers, other) on the rows the terms use: all, or max_samples of them, the same rows for all."""
+        sizes = [h.shape[0] for h in layers]
         if len(set(sizes)) > 1:
             raise ValueError(f"the watched layers saw different batch sizes {sizes}: MI needs paired rows")
-        n, widths = sizes[0], [h.shape[1] for h in activations]
+        n, widths = sizes[0], [h.shape[1] for h in layers]
+        if other is not None:
+            if other.shape[0] != n:
+                name = "the model's input x" if self.pairs == "input" else "labels"
+                raise ValueError(f"{name} has {other.shape[0]} rows but the watched layers' batch has {n}: the "
+                                 "terms pair them row by row")
+            # the input or the labels enter every term: one more operand per term, not a layer (no fan-in)
+            widths, fan_ins = widths + [_width(other)] * len(layers), fan_ins + [0] * len(layers)
         limit = self.max_samples
         if limit == "auto":
             limit = self.auto_samples(n, widths, fan_ins, self.budget)
         self.samples = n if limit is None else min(n, limit)
         self.modelled_overhead = self.overhead_model(n, self.samples, widths, fan_ins)
         if self.samples == n:
-            return activations
+            return layers, other
         rows = torch.randperm(n, generator=self._generator)[:self.samples]
-        return [h[rows.to(h.device)] for h in activations]
+        return [h[rows.to(h.device)] for h in layers], None if other is None else other[rows.to(other.device)]
 
     @staticmethod
     def auto_samples(n, widths, fan_ins, budget=1.0):
-        """The number of rows whose MI term costs about `budget` forward passes of the watched layers.
+        """The number of rows whose terms cost about `budget` forward passes of the watched layers.
 
-        Cost model (flops, each layer's work once per step as chain_mi does it): the term on n rows
-        costs n^2 sum_m (4 D_m + kappa): per layer the distances of the forward (n^2 D_m with symmetric
+        Cost model (flops, each layer's work once per step as chain_mi does it): the terms on n rows
+        cost n^2 sum_m (4 D_m + kappa): per operand the distances of the forward (n^2 D_m with symmetric
         blocks), those of the backward (n^2 D_m) and its weighted sum S @ X (2 n^2 D_m), plus kappa per
         pair of rows for the exps, sums and weights; a forward pass of the watched layers on N rows
         costs 2 N sum_m D_m F_m (D_m: a layer's output numel per sample, F_m: its fan-in). So
 
             overhead / forward = n^2 sum_m (4 D_m + kappa) / (2 N sum_m D_m F_m),
 
-        and n = sqrt(budget * 2 N sum D F / sum (4 D + kappa)), at least 2 and at most N."""
+        and n = sqrt(budget * 2 N sum D F / sum (4 D + kappa)), at least 2 and at most N. With
+        pairs="input" or "labels" the sums over m also count the input x (its numel per sample) or
+        the labels (the number of classes, or the targets' numel per sample) once per term, with F = 0:
+        every term works on that operand, which the watched layers do not compute (an upper bound for
+        an input without gradient). estimator="hsic" uses the same model (the same distances, exps and
+        weighted sums per pair of rows)."""
         scale = Regularizer.overhead_model(n, 1, widths, fan_ins)
         return n if scale == 0 else max(2, min(n, math.isqrt(int(budget / scale))))
 
     @staticmethod
     def overhead_model(n, samples, widths, fan_ins):
-        """The cost model's MI term on `samples` of n rows, in forward passes of the watched layers."""
+        """The cost model's terms on `samples` of n rows, in forward passes of the watched layers."""
         forward = 2 * n * sum(d * f for d, f in zip(widths, fan_ins))
         return samples ** 2 * sum(4 * d + PAIR_WORK for d in widths) / forward if forward else 0.0
 
@@ -165,7 +249,7 @@ class Regularizer:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self._captured = {}
+        self._captured, self._input = {}, None
 
     def __enter__(self):
         return self
@@ -176,16 +260,17 @@ class Regularizer:
 
 
 class _Capture:
-    """The forward hook of one watched module. It refers to its Regularizer weakly and acts only on the
-    module it was registered on, so a deep copy of the model (an EMA copy, say) carries an inert hook,
-    and a pickled or saved model carries one that does nothing."""
+    """The forward hook of one watched module, or the forward pre-hook of the model (index INPUT). It
+    refers to its Regularizer weakly and acts only on the module it was registered on, so a deep copy of
+    the model (an EMA copy, say) carries an inert hook, and a pickled or saved model carries one that
+    does nothing."""
 
     def __init__(self, regularizer, index):
         self.regularizer, self.index = weakref.ref(regularizer), index
 
-    def __call__(self, module, inputs, output):
+    def __call__(self, module, inputs, output=None):
         regularizer = self.regularizer()
-        if regularizer is not None and module is regularizer.modules[self.index]:
+        if regularizer is not None and module is regularizer._hooked(self.index):
             regularizer._capture(self.index, module, inputs, output)
 
     def __reduce__(self):
@@ -197,11 +282,64 @@ def _inert_hook():
 
 
 class _Inert:
-    def __call__(self, module, inputs, output):
+    def __call__(self, module, inputs, output=None):
         return None
 
 
-def _resolve_layers(model, layers):
+def _term_function(estimator, options):
+    """term(a, b) -> a differentiable 0-d tensor: a measure of MEASURES, or layer_mi with a differentiable
+    estimator; the options' names (and, for layer_mi, their values) are checked here."""
+    choice(estimator, "estimator", (*ESTIMATORS, *MEASURES))
+    if estimator in MEASURES:
+        measure = MEASURES[estimator]
+        known = [name for name, p in inspect.signature(measure).parameters.items() if p.kind == p.KEYWORD_ONLY]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(f"estimator={estimator!r} takes the options {known}, got {unknown}")
+        return functools.partial(measure, **options)
+    common = inspect.signature(layer_mi).parameters
+    own = {k: v for k, v in options.items() if k not in common}
+    if not make_estimator(estimator, own).differentiable:
+        raise ValueError("the Regularizer needs a differentiable estimator: 'kde', 'unit' with soft=True, or "
+                         f"'hsic'; got estimator={estimator!r} with {own}")
+    choice(options.get("units", "nats"), "units", UNITS)
+    choice(options.get("backend", "auto"), "backend", BACKENDS)
+    return functools.partial(layer_mi, estimator=estimator, **options)
+
+
+def _label_rows(labels):
+    """reg(labels=...) as an (N, columns) matrix: class ids (N,) as (N, 1) int64, or floating targets
+    flattened per sample."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor (class ids or targets), got {type(labels).__name__}")
+    if not labels.is_floating_point():
+        return _class_ids(labels)[:, None]
+    if labels.dim() == 0:
+        raise ValueError("labels must have a row per sample, got a 0-d tensor")
+    return _per_sample(labels)
+
+
+def _per_sample(x):
+    """x flattened per sample, (N, features), also for N = 0 (a torch.distributed shard may be empty)."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def _described(args):
+    """What a forward's first positional argument was, for an error."""
+    if not args:
+        return "no positional argument"
+    x = args[0]
+    return f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _width(operand):
+    """An operand's width for the cost model: its columns, or the number of classes of class ids (N, 1)."""
+    if operand.is_floating_point():
+        return operand.shape[1]
+    return int(operand.max()) + 1 if operand.numel() else 1
+
+
+def _resolve_layers(model, layers, pairs, minimum):
     if layers is not None and not isinstance(layers, (list, tuple)):
         raise TypeError(f"layers must be None or a list of layer names or modules, got {type(layers).__name__}")
     if layers is None:
@@ -223,8 +361,9 @@ def _resolve_layers(model, layers):
     if repeated:
         raise ValueError(f"layers lists the same module more than once (positions {repeated}): MI of a layer "
                          "with itself is its entropy, not a dependence between layers")
-    if len(modules) < 2:
-        raise ValueError(f"the Regularizer needs at least two layers to pair, found {len(modules)}")
+    if len(modules) < minimum:
+        needed = "two layers to pair" if minimum == 2 else "one layer"
+        raise ValueError(f"the Regularizer with pairs={pairs!r} needs at least {needed}, found {len(modules)}")
     return modules
 
 

@@ -8,12 +8,12 @@ try:
     import triton  # noqa: F401
 except ImportError as error:  # pragma: no cover - Linux CI always has triton
     AVAILABLE, _MISSING = False, error
-    binned = kde = ksg = None
+    binned = gram = kde = ksg = None
 else:
     AVAILABLE, _MISSING = True, None
-    from . import binned, kde, ksg
+    from . import binned, gram, kde, ksg
 
-MODULES = ("kde", "binned", "ksg")  # each has compile_examples(): the launches that select its variants
+MODULES = ("kde", "gram", "binned", "ksg")  # each has compile_examples(): the launches that select its variants
 
 
 def require():

@@ -238,19 +238,11 @@ def _store_grad(G, acc, rowsum, X, XL, rows, row_start, row_stop, feats, D, stri
 def _kde_bwd_kernel(X, XL, Y, YL, NX, NY, F, GX, GY, N, NP, row_start, row_stop, DX, DY, stride_x, stride_y,
                     cols_per_split, LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
                     BKY: tl.constexpr, BF: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
-    row_lo = row_start + tl.program_id(0) * BM
-    split = tl.program_id(1)
-    feats = tl.program_id(2) * BF + tl.arange(0, BF)
-    if WIDE:
-        NP = NP.to(tl.int64)
-    rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
+    row_lo, split, feats, rows, NP = _backward_program(row_start, N, NP, BM, BF, WIDE)
     nx_i = tl.load(NX + rows)
     ny_i = tl.load(NY + rows)
     fx_i, fy_i, fj_i = _row_factors(F, rows, NP)
-    acc_x = tl.zeros((BM, BF), dtype=tl.float32)
-    acc_y = tl.zeros((BM, BF), dtype=tl.float32)
-    rowsum_x = tl.zeros((BM,), dtype=tl.float32)
-    rowsum_y = tl.zeros((BM,), dtype=tl.float32)
+    acc_x, acc_y, rowsum_x, rowsum_y = _grad_accumulators(BM, BF)
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
         cols = _indices(start, BN, WIDE)
@@ -258,10 +250,46 @@ def _kde_bwd_kernel(X, XL, Y, YL, NX, NY, F, GX, GY, N, NP, row_start, row_stop,
         ty = _exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, LOO, BM, BN, BKY, SPLIT)
         fx_j, fy_j, fj_j = _row_factors(F, cols, NP)
         w_x, w_y = _pair_weights(tx, ty, fx_i, fx_j, fy_i, fy_j, fj_i, fj_j, LOO)
-        rowsum_x += tl.sum(w_x, 1)
-        rowsum_y += tl.sum(w_y, 1)
-        acc_x = _weighted_sum_tile(acc_x, w_x, X, XL, cols, feats, N, DX, stride_x, SPLIT)
-        acc_y = _weighted_sum_tile(acc_y, w_y, Y, YL, cols, feats, N, DY, stride_y, SPLIT)
+        acc_x, acc_y, rowsum_x, rowsum_y = _accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y,
+                                                             YL, cols, feats, N, DX, DY, stride_x, stride_y, SPLIT)
+    _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
+                 DY, stride_x, stride_y, BM, SPLIT, WIDE)
+
+
+@triton.jit
+def _backward_program(row_start, N, NP, BM: tl.constexpr, BF: tl.constexpr, WIDE: tl.constexpr):
+    """A backward program's first row, column split, output features, rows (clamped to N - 1) and the
+    padded length NP (int64 with WIDE)."""
+    row_lo = row_start + tl.program_id(0) * BM
+    feats = tl.program_id(2) * BF + tl.arange(0, BF)
+    if WIDE:
+        NP = NP.to(tl.int64)
+    return row_lo, tl.program_id(1), feats, tl.minimum(_indices(row_lo, BM, WIDE), N - 1), NP
+
+
+@triton.jit
+def _grad_accumulators(BM: tl.constexpr, BF: tl.constexpr):
+    """Zero (acc_x, acc_y, rowsum_x, rowsum_y) of a backward program."""
+    acc = tl.zeros((BM, BF), dtype=tl.float32)
+    rowsum = tl.zeros((BM,), dtype=tl.float32)
+    return acc, acc, rowsum, rowsum
+
+
+@triton.jit
+def _accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y, YL, cols, feats, N, DX, DY, stride_x,
+                      stride_y, SPLIT: tl.constexpr):
+    """One tile's share of G_k = sum_j W_kj (x_k - x_j) for both operands: the row sums of W and W @ X."""
+    rowsum_x += tl.sum(w_x, 1)
+    rowsum_y += tl.sum(w_y, 1)
+    acc_x = _weighted_sum_tile(acc_x, w_x, X, XL, cols, feats, N, DX, stride_x, SPLIT)
+    acc_y = _weighted_sum_tile(acc_y, w_y, Y, YL, cols, feats, N, DY, stride_y, SPLIT)
+    return acc_x, acc_y, rowsum_x, rowsum_y
+
+
+@triton.jit
+def _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
+                 DY, stride_x, stride_y, BM: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
+    """Both operands' G_k of one column split, at GX/GY[split, rows - row_start, feats]."""
     rows = _indices(row_lo, BM, WIDE)
     n_out = row_stop - row_start
     if WIDE:
@@ -433,11 +461,20 @@ def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
     """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32) of rows start:stop (default all), before
     the 2 ln2 / N factor; sums: (3, N) float32 log-sums, every row's."""
     _check_operands(x, y)
-    n, widths = x.shape[0], (x.shape[1], y.shape[1])
-    start, stop = _row_range(rows, n)
+    n = x.shape[0]
     if sums.shape != (3, n) or sums.dtype != torch.float32:
         raise ValueError(f"sums must be the (3, {n}) float32 log-sums of every row, got {tuple(sums.shape)} "
                          f"{sums.dtype}")
+    return backward_launch(_kde_bwd_kernel, x, y, lambda padded_n: (_backward_factors(sums, loo, padded_n),), rows,
+                           splits, wide_offsets, LOO=loo)
+
+
+def backward_launch(kernel, x, y, row_args, rows, splits, wide_offsets, **constexprs):
+    """(gx, gy) float32 of rows start:stop of a backward kernel with _kde_bwd_kernel's parameters: the
+    operands, their norms, row_args(padded N) (per-row factors and such), the outputs, sizes and tiles."""
+    widths = (x.shape[1], y.shape[1])
+    n = x.shape[0]
+    start, stop = _row_range(rows, n)
     x, y = _layer_operand(x), _layer_operand(y)
     dx, dy = x.shape[1], y.shape[1]
     meta = _backward_meta(x, y)
@@ -447,10 +484,10 @@ def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
     grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), meta["BF"]))
     norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], meta["BN"])[0] for v in (x, y))
     padded_n = norms_x.shape[0]
-    factors = _backward_factors(sums, loo, padded_n)
-    wide_offsets = wide(x, y, gx, gy, factors) if wide_offsets is None else wide_offsets
-    launch(_kde_bwd_kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, factors, gx, gy, n, padded_n,
-           start, stop, dx, dy, x.stride(0), y.stride(0), cols_per_split, LOO=loo, WIDE=wide_offsets, **meta)
+    extra = row_args(padded_n)
+    wide_offsets = wide(x, y, gx, gy, *extra) if wide_offsets is None else wide_offsets
+    launch(kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, *extra, gx, gy, n, padded_n, start,
+           stop, dx, dy, x.stride(0), y.stride(0), cols_per_split, WIDE=wide_offsets, **constexprs, **meta)
     return gx.sum(0)[:, :widths[0]], gy.sum(0)[:, :widths[1]]
 
 

@@ -220,6 +220,8 @@ def predict(counts, warps, work, unit, gpu=H100):
 # forward's iteration is layer 0 and one pass of the layer loop: two layers, the bound of log_sums.
 WORK = {"_kde_chain_fwd_kernel": lambda c: (c["BM"] * c["BN"], "pairs"),
         "_kde_bwd_kernel": lambda c: (c["BM"] * c["BN"], "pairs"),  # one output chunk of one tile
+        "_gram_fwd_kernel": lambda c: (c["BM"] * c["BN"], "pairs"),
+        "_gram_bwd_kernel": lambda c: (c["BM"] * c["BN"], "pairs"),  # one output chunk of one tile
         "_bin_hash_kernel": lambda c: (c["BM"] * c["BF"], "values"),
         "_unit_mi_kernel": lambda c: (c["BR"] * c["BP"] * c["BQ"], "row-unit-pairs"),
         "_eps_kernel": lambda c: (c["BM"] * c["BM"], "pairs"),  # one column tile, one feature
@@ -288,7 +290,7 @@ def check_schema(report):
 def _name(entry):
     """A variant's short name: kernel, dtype, flags, tile."""
     c = entry["constexprs"]
-    flags = [name for name in ("LOO", "WIDE", "SOFT", "DISCRETE") if c.get(name)]
+    flags = [name for name in ("LOO", "WIDE", "SOFT", "DISCRETE", "DISTANCE") if c.get(name)]
     tile = "x".join(str(c[name]) for name in ("BM", "BN") if name in c)
     chunk = [f"BF{c['BF']}"] if "BF" in c and entry["kernel"].startswith("_kde") else []
     kernel = entry["kernel"].strip("_").replace("_kernel", "")

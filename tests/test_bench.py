@@ -28,6 +28,8 @@ def test_gpu_timings_script_runs_on_cpu_quick(tmp_path):
     payload = json.loads(path.read_text())
     assert all(t["fastmi_fwd_s"] > 0 and t["dense_fwd_bwd_s"] > 0 for t in payload["timings"])
     assert all(r["triton_s"] > 0 for r in payload["ksg_timings"])
+    assert {r["job"] for r in payload["dependence_timings"]} == {"cka", "distance_correlation"}
+    assert all(r["fastmi_fwd_pairs_per_s"] > 0 for r in payload["dependence_timings"])
 
 
 def test_compare_worker_measures_both_methods():

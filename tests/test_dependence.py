@@ -169,6 +169,8 @@ def test_array_likes_give_floats():
     (lambda a, b: fastmi.hsic(a, b, sigma=(1.0, 2.0, 3.0)), ValueError, r"one spec per input \(2\)"),
     (lambda a, b: fastmi.hsic(a, b, unbiased=1), TypeError, "unbiased must be a bool"),
     (lambda a, b: fastmi.distance_correlation(a.clone().fill_(math.nan), b), ValueError, "a contains NaN"),
+    (lambda a, b: fastmi.cka(a, b, backend="cuda"), ValueError, "backend must be one of"),
+    (lambda a, b: fastmi.hsic(a, b, backend="triton"), TypeError, "backend='triton' takes float32"),
 ])
 def test_bad_input(call, error, match):
     a, b = dependent(30, 3, 2)
@@ -240,3 +242,79 @@ def test_minibatch_cka_says_which_layer_has_no_variance():
     assert bool(value[1].isnan().all()) and not bool(value[0, 2].isnan())
     with pytest.raises(TypeError, match="activations must be a non-empty list"):
         acc.update(a)
+
+
+# ----------------------------------------------------------------------- the Triton kernels (kernels/gram.py)
+
+def _pair_matrix(x, distance):
+    d = torch.cdist(x.double(), x.double())
+    return d if distance else torch.exp2(-d.square())
+
+
+@pytest.mark.parametrize("distance", [False, True])
+@pytest.mark.parametrize("dtype,rtol", [(torch.float32, 2e-6), (torch.float16, 2e-4)])
+def test_kernel_row_sums_and_gradients_equal_float64_references(distance, dtype, rtol, gen):
+    """kernels.gram on the operands as the kernels see them (rounded to dtype), against float64 on the
+    same rounded values: a row range, several column splits and padded tiles (N = 150)."""
+    x = (torch.randn(150, 20, generator=gen) * 0.3).to(dtype)
+    y = (torch.randn(150, 7, generator=gen) * 0.5).to(dtype)
+    p, q = _pair_matrix(x, distance), _pair_matrix(y, distance)
+    want = torch.stack([p.sum(1), q.sum(1), (p * p).sum(1), (p * q).sum(1), (q * q).sum(1)])[:, 10:140]
+    got = fastmi.kernels.gram.row_sums(x, y, distance, rows=(10, 140), splits=3)
+    torch.testing.assert_close(got.double(), want, rtol=rtol, atol=rtol * float(want.abs().max()))
+    c, f = (0.3, -0.7, 0.2), torch.randn(2, 150, generator=gen)
+    def slope(m):
+        return torch.where(m > 0, 1 / m.clamp_min(1e-300), 0.0) if distance else m
+    w_x = (c[0] * p + c[1] * q + f[0, :, None].double() + f[0, None, :].double()) * slope(p)
+    w_y = (c[1] * p + c[2] * q + f[1, :, None].double() + f[1, None, :].double()) * slope(q)
+    for got, w, v in zip(fastmi.kernels.gram.pair_grads(x, y, c, f, distance, rows=(10, 140), splits=3),
+                         (w_x, w_y), (x.double(), y.double())):
+        want = (v * w.sum(1, keepdim=True) - w @ v)[10:140]
+        torch.testing.assert_close(got.double(), want, rtol=0, atol=10 * rtol * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("measure", [
+    lambda a, b, backend: fastmi.hsic(a, b, backend=backend),
+    lambda a, b, backend: fastmi.hsic(a, b, unbiased=True, sigma=(0.8, "median"), backend=backend),
+    lambda a, b, backend: fastmi.cka(a, b, backend=backend),
+    lambda a, b, backend: fastmi.distance_correlation(a, b, backend=backend),
+    lambda a, b, backend: fastmi.cka_matrix([a, b, a[:, :2] * b[:, :1]], backend=backend).sum(),
+    lambda a, b, backend: fastmi.cka_matrix([a], backend=backend).sum(),
+])
+def test_the_triton_backend_equals_the_dense_reference(measure):
+    """float32 through the kernels (the interpreter here) against float64 on the torch path, values and
+    gradients; one layer alone (cka_matrix of one) pairs with itself."""
+    a, b = dependent(130, 6, 3, torch.float32, seed=3)
+    got = _grads_and_value(measure, a, b, "triton")
+    want = _grads_and_value(measure, a.double(), b.double(), "torch")
+    for g, w in zip(got, want):
+        assert float((g.double() - w).abs().max()) <= 10 * TOL[torch.float32] * max(1.0, float(w.abs().max()))
+
+
+def _grads_and_value(measure, a, b, backend):
+    a, b = a.clone().requires_grad_(), b.clone().requires_grad_()
+    value = measure(a, b, backend)
+    return (value.detach(), *torch.autograd.grad(value, (a, b), allow_unused=True, materialize_grads=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_run_the_kernels_in_their_dtype(dtype, monkeypatch):
+    """fp16/bf16 inputs: operands in their dtype (bf16 as float32 under the interpreter, whose bf16
+    arithmetic is wrong), a float32 result within the operands' rounding of the float64 value."""
+    seen = []
+    launch = fastmi.kernels.gram.row_sums
+    monkeypatch.setattr(fastmi.kernels.gram, "row_sums", lambda x, *args, **kw: seen.append(x.dtype) or launch(x, *args, **kw))
+    a, b = dependent(100, 4, 2, dtype, seed=5)
+    value = fastmi.cka(a, b)
+    assert value.dtype == torch.float32 and seen == [torch.float16 if dtype == torch.float16 else torch.float32]
+    assert float(value) == pytest.approx(float(fastmi.cka(a.double(), b.double())), abs=5e-3)
+
+
+def test_autocast_changes_nothing():
+    """The sums need full-precision GEMMs: autocast (bfloat16 on the CPU here) is switched off inside."""
+    a, b = dependent(120, 6, 3, torch.float32, seed=4)
+    measures = [lambda: fastmi.cka(a, b, backend="torch"), lambda: fastmi.distance_correlation(a, b, backend="torch"),
+                lambda: fastmi.cka_matrix([a, b], kernel="linear")[0, 1]]
+    plain = [float(m()) for m in measures]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert [float(m()) for m in measures] == plain

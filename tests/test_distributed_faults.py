@@ -35,6 +35,16 @@ def _shard(case, rank):
     return a, b
 
 
+def _label_term(a, b, group=None):
+    """A Regularizer's HSIC label term (pairs="labels"); the labels are -1, not a class id, where b has NaN."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3).double()
+    labels = torch.where(b[:, 1].isnan(), -1, (a[:, 0] > 0).long() + 2 * (a[:, 1] > 1.0).long())
+    with fastmi.Regularizer(model, layers=[model], pairs="labels", estimator="hsic", group=group) as reg:
+        model(a)
+        return reg(labels=labels)
+
+
 CALLS = {
     "kde": lambda a, b: fastmi.layer_mi(a, b, group=dist.group.WORLD),
     "chain": lambda a, b: fastmi.chain_mi([a, b, torch.tanh(b)], group=dist.group.WORLD)[1],
@@ -43,6 +53,7 @@ CALLS = {
     "cka": lambda a, b: fastmi.cka(a, b, group=dist.group.WORLD),
     "dcor": lambda a, b: fastmi.distance_correlation(a, b, group=dist.group.WORLD),
     "labels": lambda a, b: fastmi.label_mi(b, (a[:, 0] > 0).long(), group=dist.group.WORLD),
+    "label_term": lambda a, b: _label_term(a, b, dist.group.WORLD),
 }
 
 
@@ -80,6 +91,7 @@ def run(tmp_path, case, call):
     ("mismatch", "dcor", "ValueError: rank 1: a and b must have the same number of samples"),
     ("nan", "labels", "ValueError: rank 1: a contains NaN or Inf"),
     ("mismatch", "labels", "ValueError: rank 1: a and b must have the same number of samples"),
+    ("nan", "label_term", "ValueError: rank 1: labels must be class ids >= 0, got -1"),
 ])
 def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path, case, call, message):
     ranks = run(tmp_path, case, call)
@@ -89,14 +101,14 @@ def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path,
     assert ranks[0]["error"] == ranks[1]["error"]
 
 
-@pytest.mark.parametrize("call", ["kde", "binned", "unit", "cka", "dcor"])
+@pytest.mark.parametrize("call", ["kde", "binned", "unit", "cka", "dcor", "label_term"])
 @pytest.mark.parametrize("case", ["one_row", "empty"])
 def test_tiny_shards_of_a_valid_global_batch(tmp_path, case, call):
     ranks = run(tmp_path, case, call)
     a, b = _layers(90)
     group = {"kde": lambda: fastmi.layer_mi(a, b), "binned": lambda: fastmi.layer_mi(a, b, estimator="binned", bins=4),
              "unit": lambda: fastmi.unit_mi(a, b, bins=4, reduction="sum"), "cka": lambda: fastmi.cka(a, b),
-             "dcor": lambda: fastmi.distance_correlation(a, b)}
+             "dcor": lambda: fastmi.distance_correlation(a, b), "label_term": lambda: _label_term(a, b)}
     expected = float(group[call]())
     for r in ranks:
         assert r["value"] == pytest.approx(expected, abs=1e-9), r

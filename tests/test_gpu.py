@@ -2,7 +2,7 @@
 
 Run by bench/gpu_check.sh: TRITON_INTERPRET=0 python -m pytest -q -m gpu tests. Skipped elsewhere; the
 same checks at small sizes run in the interpreter in test_kde.py, test_unit.py, test_binned.py and
-test_ksg.py. Tolerances: helpers.TOL, and FlashAttention's rule for half precision: within 2x the
+test_ksg.py, test_dependence.py. Tolerances: helpers.TOL, and FlashAttention's rule for half precision: within 2x the
 error of the dense torch baseline in the same dtype.
 """
 import math
@@ -102,6 +102,18 @@ def test_kde_surrogates_on_cuda_equal_the_cpu():
     gpu = fastmi.mi_test(a, b, estimator="kde", permutations=20)
     cpu = fastmi.mi_test(a.cpu(), b.cpu(), estimator="kde", permutations=20)
     assert abs(gpu.null_mean - cpu.null_mean) < 1e-4 and abs(gpu.estimate - cpu.estimate) < 1e-4
+
+
+@pytest.mark.parametrize("measure", [fastmi.cka, fastmi.distance_correlation])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_dependence_kernels_in_half_precision_match_the_reference(measure, dtype):
+    """fp16/bf16 operands through the compiled kernels against float64 on the same rounded inputs: the
+    operands' rounding (2^-8 relative for bf16) bounds the value to 5e-3 and the gradients to 5%."""
+    a, b = layer_pair(4096, 64, dtype, "cuda")
+    got = _value_and_grads(measure, a, b)
+    ref = _value_and_grads(measure, a.double(), b.double())
+    value_error, grad_error = _errors(got, ref)
+    assert value_error < 5e-3 and grad_error < 5e-2
 
 
 @pytest.mark.parametrize("measure", [fastmi.cka, fastmi.distance_correlation])

@@ -31,11 +31,17 @@ def kde_variants(report):
     return [entry for entry in report["variants"] if entry["kernel"].startswith("_kde")]
 
 
+def pair_variants(report):
+    """The kernels over tiles of row pairs: the KDE's and the dependence measures' (kernels/gram.py)."""
+    return [entry for entry in report["variants"] if entry["kernel"].startswith(("_kde", "_gram"))]
+
+
 def test_every_kernel_compiles_for_cuda_targets(compiled):
     run, _ = compiled
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert " 0 failed" in run.stdout
-    for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_bin_hash_kernel", "_unit_mi_kernel", "_eps_kernel"):
+    for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_gram_fwd_kernel", "_gram_bwd_kernel", "_bin_hash_kernel",
+                   "_unit_mi_kernel", "_eps_kernel"):
         assert kernel in run.stdout
 
 
@@ -51,17 +57,17 @@ def test_report_schema(compiled):
         static_report.check_schema(broken)
 
 
-def test_no_kde_variant_spills(compiled):
+def test_no_pair_variant_spills(compiled):
     _, report = compiled
-    spilling = [(static_report._name(e), e["arch"], e["resources"]) for e in kde_variants(report)
+    spilling = [(static_report._name(e), e["arch"], e["resources"]) for e in pair_variants(report)
                 if e["resources"]["spill_stores"] or e["resources"]["spill_loads"] or e["resources"]["stack"]]
     assert not spilling
 
 
-def test_kde_products_run_on_tensor_cores(compiled):
-    """Every KDE main loop issues MMAs of its operand type: HGMMA on sm_90, HMMA on sm_80."""
+def test_pair_products_run_on_tensor_cores(compiled):
+    """Every KDE and dependence main loop issues MMAs of its operand type: HGMMA on sm_90, HMMA on sm_80."""
     _, report = compiled
-    for entry in kde_variants(report):
+    for entry in pair_variants(report):
         opcodes = entry["loops"]["main"]["mma_instructions"]
         family, suffix = MMA[entry["arch"]], MMA_TYPE[entry["dtype"]]
         assert any(op.startswith(family) and suffix in op for op in opcodes), (static_report._name(entry), opcodes)
@@ -77,3 +83,14 @@ def test_kde_exp2_count_is_the_ideal(compiled):
             continue
         pairs_per_thread = c["BM"] * c["BN"] // (32 * entry["num_warps"])
         assert entry["loops"]["main"]["mufu_ex2"] == 2 * pairs_per_thread, static_report._name(entry)
+
+
+def test_gram_exp2_count_is_the_ideal(compiled):
+    """The dependence kernels: one exp2 per pair and operand (rbf), forward and backward; none for distances."""
+    _, report = compiled
+    for entry in report["variants"]:
+        if entry["kernel"].startswith("_gram"):
+            c = entry["constexprs"]
+            pairs_per_thread = c["BM"] * c["BN"] // (32 * entry["num_warps"])
+            want = 0 if c["DISTANCE"] else 2 * pairs_per_thread
+            assert entry["loops"]["main"]["mufu_ex2"] == want, static_report._name(entry)

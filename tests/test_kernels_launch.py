@@ -25,6 +25,18 @@ def test_kde_launchers_refuse_what_they_cannot_index():
         kernels.kde.pair_grads(x, x, torch.zeros(3, 99), False)
 
 
+def test_gram_launchers_refuse_what_they_cannot_index():
+    x = torch.randn(100, 4)
+    with pytest.raises(ValueError, match="same rows"):
+        kernels.gram.row_sums(x, x[:50], False)
+    with pytest.raises(TypeError, match="dtypes"):
+        kernels.gram.row_sums(x, x.half(), True)
+    with pytest.raises(ValueError, match="rows must be a range"):
+        kernels.gram.row_sums(x, x, False, rows=(0, 101))
+    with pytest.raises(ValueError, match=r"factors must be \(2, 100\)"):
+        kernels.gram.pair_grads(x, x, (1.0, 1.0, 1.0), torch.zeros(3, 100), False)
+
+
 def test_histogram_and_ksg_launchers_refuse_what_they_cannot_index():
     x = torch.randn(100, 4)
     with pytest.raises(ValueError, match="column_keys"):
@@ -44,6 +56,18 @@ def test_kde_int64_offsets_equal_int32(loo, gen):
     torch.testing.assert_close(kernels.kde.log_sums(x, y, loo, splits=2, wide_offsets=True), narrow, rtol=0, atol=0)
     for got, want in zip(kernels.kde.pair_grads(x, y, narrow, loo, splits=2, wide_offsets=True),
                          kernels.kde.pair_grads(x, y, narrow, loo, splits=2, wide_offsets=False)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("distance", [False, True])
+def test_gram_int64_offsets_equal_int32(distance, gen):
+    x, y = torch.randn(150, 20, generator=gen), torch.randn(150, 7, generator=gen)
+    sums = [kernels.gram.row_sums(x, y, distance, splits=2, wide_offsets=w) for w in (False, True)]
+    torch.testing.assert_close(*sums, rtol=0, atol=0)
+    factors = torch.randn(2, 150, generator=gen)
+    grads = [kernels.gram.pair_grads(x, y, (0.5, -1.0, 2.0), factors, distance, splits=2, wide_offsets=w)
+             for w in (False, True)]
+    for got, want in zip(*grads):
         torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 

@@ -1,6 +1,9 @@
-"""fastmi.Regularizer: hooks, value, gradients, options, errors, memory."""
+"""fastmi.Regularizer: hooks, value, gradients, options, errors, memory; pairs="input" / "labels" and HSIC terms."""
+import copy
+import functools
 import gc
 import math
+import pickle
 import weakref
 
 import pytest
@@ -157,7 +160,11 @@ def test_no_growth_in_live_tensors_over_100_steps():
 
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(layers=["0", "nope"]), ValueError, "no layer named 'nope'"),
-    (dict(layers=["0"]), ValueError, "at least two layers"),
+    (dict(layers=["0"]), ValueError, "pairs='successive' needs at least two layers"),
+    (dict(layers=[], pairs="input"), ValueError, "pairs='input' needs at least one layer"),
+    (dict(pairs="inputs"), ValueError, r"pairs must be one of \['successive', 'input', 'labels'\], got 'inputs'"),
+    (dict(estimator="hsic", divergence="kl"), TypeError, r"estimator='hsic' takes the options .*got \['divergence'\]"),
+    (dict(estimator="hsic", units="bits"), TypeError, "takes the options"),
     (dict(layers=["0", nn.Linear(2, 2)]), ValueError, "submodule"),
     (dict(estimator="binned"), ValueError, "differentiable"),
     (dict(every=0), ValueError, "every"),
@@ -225,3 +232,212 @@ def test_kde_term_is_the_chain_and_equals_per_pair_layer_mi():
     h3 = model[4](model[3](h2))
     expected = fastmi.layer_mi(h1, h2, sigma="silverman") + fastmi.layer_mi(h2, h3, sigma="silverman")
     assert float(value) == pytest.approx(-float(expected), abs=1e-12)
+
+
+# ------------------------------------------------------------- pairs="input" / "labels", estimator="hsic"
+
+def activations(model, x):
+    """The three Linear outputs of mlp() on x."""
+    h1 = model[0](x)
+    h2 = model[2](model[1](h1))
+    return [h1, h2, model[4](model[3](h2))]
+
+
+def class_ids(n=96, classes=3, seed=2):
+    return torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def one_hot(y):
+    return nn.functional.one_hot(y).float()
+
+
+def direct_terms(pairs, estimator, x, y, h, **options):
+    """The terms computed by hand from the captured tensors."""
+    term = functools.partial(fastmi.hsic if estimator == "hsic" else fastmi.layer_mi, **options)
+    if pairs == "successive":
+        return [term(a, b) for a, b in zip(h, h[1:])]
+    if pairs == "input":
+        return [term(x, hk) for hk in h]
+    if y.is_floating_point():
+        return [term(hk, y) for hk in h]
+    if estimator == "kde":
+        return [fastmi.label_mi(hk, y, **options) for hk in h]
+    return [term(hk, one_hot(y)) for hk in h]
+
+
+@pytest.mark.parametrize("pairs,estimator,labels,options", [
+    ("input", "kde", None, {}),
+    ("labels", "kde", "classes", dict(sigma=0.9)),
+    ("labels", "kde", "targets", {}),
+    ("successive", "hsic", None, {}),
+    ("input", "hsic", None, dict(sigma=(1.5, "median"))),
+    ("labels", "hsic", "classes", {}),
+    ("labels", "hsic", "targets", dict(unbiased=True)),
+])
+def test_terms_equal_the_direct_calls(pairs, estimator, labels, options):
+    model, x = mlp(), data()
+    targets = torch.randn(96, 2, generator=torch.Generator().manual_seed(3))
+    y = {None: None, "classes": class_ids(), "targets": targets}[labels]
+    with fastmi.Regularizer(model, weight=0.3, estimator=estimator, pairs=pairs, **options) as reg:
+        model(x)
+        loss = reg() if y is None else reg(labels=y)
+    expected = [float(v) for v in direct_terms(pairs, estimator, x, y, activations(model, x), **options)]
+    assert len(expected) == (2 if pairs == "successive" else 3)
+    assert reg.last == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert float(loss.detach()) == pytest.approx(-0.3 * sum(expected), rel=1e-5, abs=1e-7)
+
+
+def test_label_terms_follow_the_run_order_and_a_1d_target_is_one_column():
+    model, x = Reversed(), data()
+    y = torch.randn(96, generator=torch.Generator().manual_seed(4))
+    with fastmi.Regularizer(model, pairs="labels", maximize=False) as reg:
+        model(x)
+        loss = reg(labels=y)
+    h1 = model.first(x)
+    h2 = model.middle(torch.tanh(h1))
+    h3 = model.last(torch.tanh(h2))
+    expected = [float(fastmi.layer_mi(h, y[:, None])) for h in (h1, h2, h3)]
+    assert reg.last == pytest.approx(expected, rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(sum(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["kde", "hsic"])
+@pytest.mark.parametrize("pairs", ["input", "labels"])
+def test_gradients_reach_every_watched_layer(pairs, estimator):
+    model = mlp()
+    reg = fastmi.Regularizer(model, pairs=pairs, estimator=estimator)
+    model(data(64))
+    (reg() if pairs == "input" else reg(labels=class_ids(64))).backward()
+    for layer in (model[0], model[2], model[4]):
+        assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("pairs,estimator", [("input", "kde"), ("labels", "kde"), ("labels", "hsic")])
+def test_max_samples_uses_the_layers_rows_for_the_input_and_the_labels(pairs, estimator):
+    model, x, y = mlp(), data(), class_ids()
+    reg = fastmi.Regularizer(model, pairs=pairs, estimator=estimator, max_samples=40, seed=7)
+    model(x)
+    reg(labels=y) if pairs == "labels" else reg()
+    rows = torch.randperm(96, generator=torch.Generator().manual_seed(7))[:40]
+    expected = direct_terms(pairs, estimator, x[rows], y[rows], activations(model, x[rows]))
+    assert reg.samples == 40
+    assert reg.last == pytest.approx([float(v) for v in expected], rel=1e-5)
+
+
+def test_the_input_is_the_models_first_positional_argument_flattened_per_sample():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(6, 4))
+    x = torch.randn(64, 2, 3, generator=torch.Generator().manual_seed(5))
+    reg = fastmi.Regularizer(model, pairs="input", estimator="hsic")
+    model(x)
+    reg()
+    assert reg.last == pytest.approx([float(fastmi.hsic(x.reshape(64, 6), model(x)))], rel=1e-6)
+
+
+def test_the_input_hook_is_removed_and_inert_in_copies():
+    model, x = mlp(), data()
+    reg = fastmi.Regularizer(model, pairs="input")
+    assert len(model._forward_pre_hooks) == 1
+    ema = copy.deepcopy(model)
+    restored = pickle.loads(pickle.dumps(model))
+    model(x)
+    ema(data(seed=9))  # a copy's forward must not replace the captured input
+    restored(data(seed=9))
+    reg()
+    assert reg.last == pytest.approx([float(fastmi.layer_mi(x, h)) for h in activations(model, x)], rel=1e-6)
+    reg.remove()
+    assert len(model._forward_pre_hooks) == 0 and all(len(model[i]._forward_hooks) == 0 for i in (0, 2, 4))
+    model(x)
+    with pytest.raises(RuntimeError, match="after a forward pass"):
+        reg()
+
+
+def test_every_applies_to_the_input_and_the_labels():
+    model = mlp()
+    reg = fastmi.Regularizer(model, pairs="labels", every=2)
+    values = []
+    for _ in range(4):
+        model(data(64))
+        values.append(float(reg(labels=class_ids(64))))
+    assert [v != 0 for v in values] == [True, False, True, False]
+
+
+def test_information_bottleneck_from_two_regularizers():
+    """Ma et al. 2019's HSIC bottleneck: sum_k HSIC(X, T_k) - beta HSIC(Y, T_k); with the same max_samples
+    and seed the two Regularizers draw the same rows."""
+    model, x, y = mlp(), data(), class_ids()
+    compress = fastmi.Regularizer(model, pairs="input", maximize=False, estimator="hsic", max_samples=40)
+    predict = fastmi.Regularizer(model, pairs="labels", maximize=True, weight=0.7, estimator="hsic", max_samples=40)
+    model(x)
+    total = compress() + predict(labels=y)
+    rows = torch.randperm(96, generator=torch.Generator().manual_seed(0))[:40]
+    x, y = x[rows], y[rows]
+    h = activations(model, x)
+    expected = sum(float(fastmi.hsic(x, hk)) - 0.7 * float(fastmi.hsic(hk, one_hot(y))) for hk in h)
+    assert float(total.detach()) == pytest.approx(expected, rel=1e-5)
+    total.backward()
+    assert float(model[0].weight.grad.abs().sum()) > 0
+
+
+def test_auto_samples_count_the_input_and_the_labels_once_per_term():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10))
+    x, y = torch.randn(256, 20), class_ids(256, classes=4)
+    for pairs, extra in (("input", 20), ("labels", 4)):
+        reg = fastmi.Regularizer(model, pairs=pairs, max_samples="auto", budget=0.5, estimator="hsic")
+        model(x)
+        reg(labels=y) if pairs == "labels" else reg()
+        widths, fan_ins = [32, 10, extra, extra], [20, 32, 0, 0]
+        forward = 2 * 256 * sum(d * f for d, f in zip(widths, fan_ins))
+        expected = math.isqrt(int(0.5 * forward / sum(4 * d + fastmi.regularizer.PAIR_WORK for d in widths)))
+        assert reg.samples == expected and 2 < expected < 256
+        assert reg.modelled_overhead == pytest.approx(
+            fastmi.Regularizer.overhead_model(256, expected, widths, fan_ins))
+
+
+class DictInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(5, 3)
+
+    def forward(self, batch):
+        return self.linear(batch["x"])
+
+
+def test_input_errors():
+    model = DictInput()
+    reg = fastmi.Regularizer(model, pairs="input")
+    model({"x": data()})
+    with pytest.raises(TypeError, match="first positional argument.*got dict"):
+        reg()
+    model(batch={"x": data()})
+    with pytest.raises(TypeError, match="got no positional argument"):
+        reg()
+    embed = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    reg = fastmi.Regularizer(embed, pairs="input")
+    embed(torch.arange(10))
+    with pytest.raises(TypeError, match=r"got a torch.int64 tensor of shape \(10,\)"):
+        reg()
+    model = mlp()
+    reg = fastmi.Regularizer(model, pairs="input")
+    model[0](data())  # the layers alone: the model's input is not seen
+    with pytest.raises(RuntimeError, match="input was not captured"):
+        reg()
+
+
+@pytest.mark.parametrize("pairs,labels,error,match", [
+    ("labels", None, TypeError, r"pass the batch's labels, reg\(labels=y\)"),
+    ("successive", class_ids(), TypeError, "labels= is for pairs='labels'; this Regularizer has pairs='successive'"),
+    ("input", class_ids(), TypeError, "labels= is for pairs='labels'"),
+    ("labels", class_ids(80), ValueError, "labels has 80 rows but the watched layers' batch has 96"),
+    ("labels", torch.randn(80, 2), ValueError, "labels has 80 rows but the watched layers' batch has 96"),
+    ("labels", class_ids().tolist(), TypeError, "labels must be a torch.Tensor"),
+    ("labels", class_ids()[:, None], TypeError, "1-d tensor of integer class ids"),
+    ("labels", -class_ids() - 1, ValueError, "class ids >= 0"),
+    ("labels", torch.tensor(1.0), ValueError, "row per sample"),
+])
+def test_label_errors(pairs, labels, error, match):
+    model = mlp()
+    reg = fastmi.Regularizer(model, pairs=pairs)
+    model(data())
+    with pytest.raises(error, match=match):
+        reg(labels=labels)

@@ -56,12 +56,13 @@ def _cached_tiles(cache, n, count):
         start += count * size
 
 
-def _tiles(n, start, stop, symmetric):
+def _tiles(n, start, stop, symmetric, rows=None, chunk=None):
     """(lo, hi, c0, c1): row blocks of rows start:stop, each against chunks of columns lo:N
-    (symmetric) or 0:N."""
-    for lo in range(start, stop, ROWS):
-        for c0 in range(lo if symmetric else 0, n, CHUNK):
-            yield lo, min(lo + ROWS, stop), c0, min(c0 + CHUNK, n)
+    (symmetric) or 0:N; blocks of `rows` x `chunk` (default ROWS x CHUNK)."""
+    rows, chunk = rows or ROWS, chunk or CHUNK
+    for lo in range(start, stop, rows):
+        for c0 in range(lo if symmetric else 0, n, chunk):
+            yield lo, min(lo + rows, stop), c0, min(c0 + chunk, n)
 
 
 def _row_range(rows, n):

@@ -20,8 +20,12 @@ the (k, j) and (j, k) terms,
 after recomputing the tile's P^1..P^L. Sums accumulate in float64; tiles are computed in the inputs'
 dtype (float32 or float64).
 """
+import math
+
 import torch
 
+from .. import kernels
+from ..estimators import kde_torch
 from ..estimators.kde_torch import Layer, _neg_sq_dist
 
 ROWS = 128  # rows per tile
@@ -38,61 +42,143 @@ class GramSums(torch.autograd.Function):
     backward, over its own rows against every column, is the global gradient for its rows."""
 
     @staticmethod
-    def forward(ctx, x, x_all, offsets, kind, gammas, shard):
+    def forward(ctx, x, x_all, offsets, kind, gammas, shard, backend, dtype):
         x_all = x if shard is None else x_all
-        n, count = x_all.shape[0], len(offsets) - 1
-        sums = torch.zeros((count, count), dtype=torch.float64, device=x.device)
-        rows = torch.zeros((count, n), dtype=torch.float64, device=x.device)
-        layers = _layers(x_all, offsets)
-        upper = torch.triu_indices(count, count).T.tolist()
-        for tile in _tiles(n, None if shard is None else shard.rows):
-            lo, hi, c0, c1, below = tile
-            pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
-            for m, k in upper:
-                product = pairs[m] * pairs[k]
-                # columns before `below` lie in the block's own rows (both orders there); the rest count twice
-                sums[m, k] += (product[:, :below - c0].sum(dtype=torch.float64)
-                               + 2 * product[:, below - c0:].sum(dtype=torch.float64))
-            rows[:, lo:hi] += pairs.sum(2, dtype=torch.float64)
-            rows[:, below:c1] += pairs[:, :, below - c0:].sum(1, dtype=torch.float64)
-        sums = sums + sums.triu(1).T
+        ctx.save_for_backward(x_all)
+        ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, ctx.backend, ctx.dtype = offsets, kind, gammas, shard, backend, dtype
+        if backend == "triton":
+            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, _row_range(x_all, shard))
+        else:
+            sums, rows = _torch_sums(x_all, offsets, kind, gammas, shard)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
-        ctx.save_for_backward(x_all)
-        ctx.offsets, ctx.kind, ctx.gammas, ctx.shard = offsets, kind, gammas, shard
         return sums, rows
 
     @staticmethod
     def backward(ctx, g_sums, g_rows):
         (x,) = ctx.saved_tensors
-        n, dtype, shard = x.shape[0], x.dtype, ctx.shard
-        grad = torch.zeros_like(x)
-        layers = _layers(x, ctx.offsets)
-        mixing = (2 * (g_sums + g_sums.T)).to(dtype)  # 2 G
-        g_rows = g_rows.to(dtype)
-        for tile in _tiles(n, None if shard is None else shard.rows):
-            lo, hi, c0, c1, below = tile
-            pairs = torch.stack([_pair_tile(layer, tile, ctx.kind, gamma) for layer, gamma in zip(layers, ctx.gammas)])
-            weights = torch.einsum("ml,lij->mij", mixing, pairs)
-            weights += g_rows[:, lo:hi, None] + g_rows[:, None, c0:c1]
-            for m, (layer, gamma, (start, stop)) in enumerate(zip(layers, ctx.gammas, _spans(ctx.offsets))):
-                weight = weights[m].mul_(_derivative_factor(pairs[m], ctx.kind, gamma))
-                own = grad[:, start:stop]
-                own[lo:hi] += layer.x[lo:hi] * weight.sum(1, keepdim=True) - weight @ layer.x[c0:c1]
-                mirrored = weight[:, below - c0:]  # W is symmetric: these pairs' (j, k) terms
-                own[below:c1] += layer.x[below:c1] * mirrored.sum(0)[:, None] - mirrored.T @ layer.x[lo:hi]
-        return (grad if shard is None else grad[slice(*shard.rows)]), None, None, None, None, None
+        mixing = 2 * (g_sums + g_sums.T)  # 2 G
+        if ctx.backend == "triton":
+            layers = _operands(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.dtype)
+            grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows,
+                                _row_range(x, ctx.shard), x.dtype)
+        else:
+            grad = _torch_grads(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, mixing, g_rows)
+        return grad, None, None, None, None, None, None, None
 
 
-def gram_sums(layers, kind, gammas=None, shard=None, everys=None):
+def _torch_sums(x_all, offsets, kind, gammas, shard):
+    """(S, R) float64 of this process's rows in tiles (the module docstring), before any all-reduce."""
+    n, count = x_all.shape[0], len(offsets) - 1
+    sums = torch.zeros((count, count), dtype=torch.float64, device=x_all.device)
+    rows = torch.zeros((count, n), dtype=torch.float64, device=x_all.device)
+    layers = _layers(x_all, offsets)
+    upper = torch.triu_indices(count, count).T.tolist()
+    for tile in _tiles(n, None if shard is None else shard.rows):
+        lo, hi, c0, c1, below = tile
+        pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
+        for m, k in upper:
+            product = pairs[m] * pairs[k]
+            # columns before `below` lie in the block's own rows (both orders there); the rest count twice
+            sums[m, k] += (product[:, :below - c0].sum(dtype=torch.float64)
+                           + 2 * product[:, below - c0:].sum(dtype=torch.float64))
+        rows[:, lo:hi] += pairs.sum(2, dtype=torch.float64)
+        rows[:, below:c1] += pairs[:, :, below - c0:].sum(1, dtype=torch.float64)
+    return sums + sums.triu(1).T, rows
+
+
+def _torch_grads(x, offsets, kind, gammas, shard, mixing, g_rows):
+    """dL/dx of this process's rows, tile by tile (the module docstring's backward)."""
+    n, dtype = x.shape[0], x.dtype
+    grad = torch.zeros_like(x)
+    layers = _layers(x, offsets)
+    mixing, g_rows = mixing.to(dtype), g_rows.to(dtype)
+    for tile in _tiles(n, None if shard is None else shard.rows):
+        lo, hi, c0, c1, below = tile
+        pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
+        weights = torch.einsum("ml,lij->mij", mixing, pairs)
+        weights += g_rows[:, lo:hi, None] + g_rows[:, None, c0:c1]
+        for m, (layer, gamma, (start, stop)) in enumerate(zip(layers, gammas, _spans(offsets))):
+            weight = weights[m].mul_(_derivative_factor(pairs[m], kind, gamma))
+            own = grad[:, start:stop]
+            own[lo:hi] += layer.x[lo:hi] * weight.sum(1, keepdim=True) - weight @ layer.x[c0:c1]
+            mirrored = weight[:, below - c0:]  # W is symmetric: these pairs' (j, k) terms
+            own[below:c1] += layer.x[below:c1] * mirrored.sum(0)[:, None] - mirrored.T @ layer.x[lo:hi]
+    return grad if shard is None else grad[slice(*shard.rows)]
+
+
+def gram_sums(layers, kind, gammas=None, shard=None, everys=None, backend="torch", dtype=None):
     """GramSums of a list of (N, D_m) tensors of one dtype: (S (L, L), R (L, N)), differentiable. Under a
-    shard, layers are this rank's rows and everys every rank's (detached); S and R are the global ones."""
+    shard, layers are this rank's rows and everys every rank's (detached); S and R are the global ones.
+    backend: "torch" (tiles above) or "triton" (kernels/gram.py; operands in `dtype`, default the layers')."""
     offsets = [0]
     for layer in layers:
         offsets.append(offsets[-1] + layer.shape[1])
     gammas = tuple(gammas) if gammas is not None else (0.0,) * len(layers)
     x_all = None if shard is None else torch.cat(everys, dim=1)
-    return GramSums.apply(torch.cat(layers, dim=1), x_all, offsets, kind, gammas, shard)
+    return GramSums.apply(torch.cat(layers, dim=1), x_all, offsets, kind, gammas, shard, backend,
+                          dtype or layers[0].dtype)
+
+
+def triton_sums(operands, kind, rows):
+    """(S, R) float64 of rows start:stop of the kernels' operands (one per layer), from one row_sums launch
+    per layer pair (a, b): each layer's R and S[m, m] from the pair that owns it (_launch_pairs)."""
+    count, n = len(operands), operands[0].shape[0]
+    sums = torch.zeros((count, count), dtype=torch.float64, device=operands[0].device)
+    row_sums = torch.zeros((count, n), dtype=torch.float64, device=operands[0].device)
+    start, stop = rows
+    for a, b, owns_a, owns_b in _launch_pairs(count) if stop > start else ():  # a shard may have no rows
+        out = kernels.gram.row_sums(operands[a], operands[b], kind == "distance", rows=rows).double()
+        sums[a, b] = sums[b, a] = out[3].sum()
+        if owns_a:
+            row_sums[a, start:stop], sums[a, a] = out[0], out[2].sum()
+        if owns_b:
+            row_sums[b, start:stop], sums[b, b] = out[1], out[4].sum()
+    return sums, row_sums
+
+
+def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype):
+    """dL/dx (rows start:stop, the layers side by side, `dtype`) from g_S, g_R as 2G = mixing and g_rows:
+    per layer pair one pair_grads launch, each layer's own terms (G[m, m], g_R[m]) in the pair that owns it.
+    rbf: the kernels differentiate exp2(-|x_s,k - x_s,j|^2) of the scaled operands x_s = x * scale, so
+    p' = -2 ln2 P there and dL/dx = scale * dL/dx_s."""
+    slope = -2.0 * math.log(2.0) if kind == "rbf" else 1.0
+    start, stop = rows
+    widths = [x.shape[1] for x in operands]
+    grads = [torch.zeros((stop - start, d), dtype=torch.float32, device=mixing.device) for d in widths]
+    zero = torch.zeros_like(g_rows[0])
+    for a, b, owns_a, owns_b in _launch_pairs(len(operands)) if stop > start else ():
+        coefficients = torch.stack([mixing[a, a] * owns_a, mixing[a, b] * (a != b), mixing[b, b] * owns_b]) * slope
+        factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
+        ga, gb = kernels.gram.pair_grads(operands[a], operands[b], coefficients, factors, kind == "distance",
+                                         rows=rows)
+        grads[a] += ga
+        grads[b] += gb
+    return torch.cat([g * scale for g, scale in zip(grads, scales)], dim=1).to(dtype)
+
+
+def _launch_pairs(count):
+    """(a, b, whether the launch owns a's own terms, b's): every pair a < b once; layer m < L - 1 owned by
+    the pair (m, m + 1), the last layer by (L - 2, L - 1); one layer alone pairs with itself."""
+    if count == 1:
+        return [(0, 0, True, False)]
+    return [(a, b, b == a + 1, b == a + 1 == count - 1) for a in range(count) for b in range(a + 1, count)]
+
+
+def _scales(kind, gammas):
+    """Per layer, the factor that turns it into a kernel operand: sqrt(gamma log2 e) (rbf: exp2(-|x_s|^2)
+    is exp(-gamma |x|^2)), 1 (distance)."""
+    return [math.sqrt(gamma / math.log(2.0)) if kind == "rbf" else 1.0 for gamma in gammas]
+
+
+def _operands(x, offsets, kind, gammas, dtype):
+    """The layers of x as the kernels' operands: scaled (_scales), contiguous, in `dtype`."""
+    return [(x[:, start:stop] * scale).to(dtype).contiguous()
+            for (start, stop), scale in zip(_spans(offsets), _scales(kind, gammas))]
+
+
+def _row_range(x, shard):
+    return (0, x.shape[0]) if shard is None else shard.rows
 
 
 def _spans(offsets):
@@ -104,16 +190,13 @@ def _layers(x, offsets):
 
 
 def _tiles(n, rows=None):
-    """(lo, hi, c0, c1, below): row blocks lo:hi against column chunks of lo:N (pair terms are symmetric:
-    the columns from `below` = max(hi, c0) on stand for their mirrored pairs too; those before it lie in
-    the block's own rows, whose both orders the tile holds). With rows = (start, stop), a shard's: its
-    row blocks against every column, nothing mirrored (below = c1)."""
+    """(lo, hi, c0, c1, below): the KDE back-end's tiles of ROWS x CHUNK, row blocks lo:hi against column
+    chunks of lo:N (pair terms are symmetric: the columns from `below` = max(hi, c0) on stand for their
+    mirrored pairs too; those before it lie in the block's own rows, whose both orders the tile holds).
+    With rows = (start, stop), a shard's: its row blocks against every column, nothing mirrored (below = c1)."""
     start, stop = rows or (0, n)
-    for lo in range(start, stop, ROWS):
-        hi = min(lo + ROWS, stop)
-        for c0 in range(0 if rows else lo, n, CHUNK):
-            c1 = min(c0 + CHUNK, n)
-            yield lo, hi, c0, c1, c1 if rows else max(hi, c0)
+    for lo, hi, c0, c1 in kde_torch._tiles(n, start, stop, rows is None, ROWS, CHUNK):
+        yield lo, hi, c0, c1, c1 if rows else max(hi, c0)
 
 
 def _pair_tile(layer, tile, kind, gamma):
