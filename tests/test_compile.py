@@ -1,4 +1,5 @@
-"""torch.compile and torch.export: the KDE estimator is a custom op, with no graph break around it."""
+"""torch.compile and torch.export: the KDE estimator and the dependence measures' passes are custom ops, with no
+graph break around them."""
 import pytest
 import torch
 
@@ -50,3 +51,36 @@ def test_export_sees_the_op():
     targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
     assert "fastmi.kde_chain_log_sums.default" in targets
     assert float(program.module()(a, b)) == pytest.approx(float(fastmi.layer_mi(a, b, sigma=0.8)), abs=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("measure", [
+    lambda a, b, backend: fastmi.cka(a, b, sigma=1.3, backend=backend, check_finite=False),
+    lambda a, b, backend: fastmi.hsic(a, b, sigma=(0.7, 1.1), unbiased=True, backend=backend, check_finite=False),
+    lambda a, b, backend: fastmi.distance_correlation(a, b, backend=backend, check_finite=False),
+])
+def test_dependence_measures_compile_in_one_graph(measure, backend):
+    a, b = pair()
+    a.requires_grad_()
+    compiled = torch.compile(lambda x, y: measure(x, y, backend), fullgraph=True, backend="aot_eager")
+    value = compiled(a, b)
+    grad, = torch.autograd.grad(value, a)
+    expected = measure(a, b, backend)
+    expected_grad, = torch.autograd.grad(expected, a)
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), abs=1e-6)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-6, rtol=1e-5)
+
+
+def test_dependence_custom_ops_pass_opcheck():
+    from fastmi.measures import pair_sums
+    a, b = pair()
+    x = torch.cat([a, b], dim=1)
+    g_rows = torch.randn(2, 90, dtype=torch.float64)
+    mixing = torch.randn(2, 2, dtype=torch.float64)
+    cases = [(pair_sums.torch_sums_op, (x, [0, 5, 8], "rbf", [0.3, 0.5], 0, 90)),
+             (pair_sums.torch_sums_op, (x, [0, 5, 8], "distance", [0.0, 0.0], 10, 60)),
+             (pair_sums.torch_grads_op, (x, [0, 5, 8], "rbf", [0.3, 0.5], 10, 60, mixing, g_rows)),
+             (pair_sums.row_sums_op, (a, b[:, :3], True, 0, 90)),
+             (pair_sums.pair_grads_op, (a, b, torch.tensor([0.5, -1.0, 2.0]), torch.randn(2, 90), False, 5, 70))]
+    for op, args in cases:
+        torch.library.opcheck(op, args)

@@ -26,6 +26,7 @@ import torch
 
 from .. import kernels
 from ..estimators import kde_torch
+from ..estimators.kde import _op
 from ..estimators.kde_torch import Layer, _neg_sq_dist
 
 ROWS = 128  # rows per tile
@@ -46,10 +47,11 @@ class GramSums(torch.autograd.Function):
         x_all = x if shard is None else x_all
         ctx.save_for_backward(x_all)
         ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, ctx.backend, ctx.dtype = offsets, kind, gammas, shard, backend, dtype
+        rows = _row_range(x_all, shard)
         if backend == "triton":
-            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, _row_range(x_all, shard))
+            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, rows)
         else:
-            sums, rows = _torch_sums(x_all, offsets, kind, gammas, shard)
+            sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *rows)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
         return sums, rows
@@ -63,18 +65,19 @@ class GramSums(torch.autograd.Function):
             grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows,
                                 _row_range(x, ctx.shard), x.dtype)
         else:
-            grad = _torch_grads(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, mixing, g_rows)
+            grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *_row_range(x, ctx.shard),
+                       mixing, g_rows)
         return grad, None, None, None, None, None, None, None
 
 
-def _torch_sums(x_all, offsets, kind, gammas, shard):
-    """(S, R) float64 of this process's rows in tiles (the module docstring), before any all-reduce."""
+def _torch_sums(x_all, offsets, kind, gammas, row_start, row_stop):
+    """(S, R) float64 of rows row_start:row_stop in tiles (the module docstring), before any all-reduce."""
     n, count = x_all.shape[0], len(offsets) - 1
     sums = torch.zeros((count, count), dtype=torch.float64, device=x_all.device)
     rows = torch.zeros((count, n), dtype=torch.float64, device=x_all.device)
     layers = _layers(x_all, offsets)
     upper = torch.triu_indices(count, count).T.tolist()
-    for tile in _tiles(n, None if shard is None else shard.rows):
+    for tile in _tiles(n, row_start, row_stop):
         lo, hi, c0, c1, below = tile
         pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
         for m, k in upper:
@@ -87,13 +90,13 @@ def _torch_sums(x_all, offsets, kind, gammas, shard):
     return sums + sums.triu(1).T, rows
 
 
-def _torch_grads(x, offsets, kind, gammas, shard, mixing, g_rows):
-    """dL/dx of this process's rows, tile by tile (the module docstring's backward)."""
+def _torch_grads(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
+    """dL/dx of rows row_start:row_stop, tile by tile (the module docstring's backward)."""
     n, dtype = x.shape[0], x.dtype
     grad = torch.zeros_like(x)
     layers = _layers(x, offsets)
     mixing, g_rows = mixing.to(dtype), g_rows.to(dtype)
-    for tile in _tiles(n, None if shard is None else shard.rows):
+    for tile in _tiles(n, row_start, row_stop):
         lo, hi, c0, c1, below = tile
         pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
         weights = torch.einsum("ml,lij->mij", mixing, pairs)
@@ -104,7 +107,7 @@ def _torch_grads(x, offsets, kind, gammas, shard, mixing, g_rows):
             own[lo:hi] += layer.x[lo:hi] * weight.sum(1, keepdim=True) - weight @ layer.x[c0:c1]
             mirrored = weight[:, below - c0:]  # W is symmetric: these pairs' (j, k) terms
             own[below:c1] += layer.x[below:c1] * mirrored.sum(0)[:, None] - mirrored.T @ layer.x[lo:hi]
-    return grad if shard is None else grad[slice(*shard.rows)]
+    return grad[row_start:row_stop]
 
 
 def gram_sums(layers, kind, gammas=None, shard=None, everys=None, backend="torch", dtype=None):
@@ -128,7 +131,7 @@ def triton_sums(operands, kind, rows):
     row_sums = torch.zeros((count, n), dtype=torch.float64, device=operands[0].device)
     start, stop = rows
     for a, b, owns_a, owns_b in _launch_pairs(count) if stop > start else ():  # a shard may have no rows
-        out = kernels.gram.row_sums(operands[a], operands[b], kind == "distance", rows=rows).double()
+        out = _op(row_sums_op, _row_sums, operands[a], operands[b], kind == "distance", start, stop).double()
         sums[a, b] = sums[b, a] = out[3].sum()
         if owns_a:
             row_sums[a, start:stop], sums[a, a] = out[0], out[2].sum()
@@ -150,11 +153,66 @@ def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype):
     for a, b, owns_a, owns_b in _launch_pairs(len(operands)) if stop > start else ():
         coefficients = torch.stack([mixing[a, a] * owns_a, mixing[a, b] * (a != b), mixing[b, b] * owns_b]) * slope
         factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
-        ga, gb = kernels.gram.pair_grads(operands[a], operands[b], coefficients, factors, kind == "distance",
-                                         rows=rows)
+        ga, gb = _op(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients, factors, kind == "distance",
+                     start, stop)
         grads[a] += ga
         grads[b] += gb
     return torch.cat([g * scale for g, scale in zip(grads, scales)], dim=1).to(dtype)
+
+
+def _row_sums(x, y, distance, row_start, row_stop):
+    return kernels.gram.row_sums(x, y, distance, rows=(row_start, row_stop))
+
+
+def _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop):
+    grads = kernels.gram.pair_grads(x, y, coefficients, factors, distance, rows=(row_start, row_stop))
+    return tuple(g.clone(memory_format=torch.contiguous_format) for g in grads)  # dense, as the fake op says
+
+
+# The launches as custom ops while torch.compile / torch.export trace (opaque to them, as the KDE's are).
+@torch.library.custom_op("fastmi::gram_row_sums", mutates_args=())
+def row_sums_op(x: torch.Tensor, y: torch.Tensor, distance: bool, row_start: int, row_stop: int) -> torch.Tensor:
+    return _row_sums(x, y, distance, row_start, row_stop)
+
+
+@row_sums_op.register_fake
+def _(x, y, distance, row_start, row_stop):
+    return x.new_empty((kernels.gram.SUMS, row_stop - row_start), dtype=torch.float32)
+
+
+@torch.library.custom_op("fastmi::gram_pair_grads", mutates_args=())
+def pair_grads_op(x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor, factors: torch.Tensor, distance: bool,
+                  row_start: int, row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop)
+
+
+@pair_grads_op.register_fake
+def _(x, y, coefficients, factors, distance, row_start, row_stop):
+    rows = row_stop - row_start
+    return x.new_empty((rows, x.shape[1]), dtype=torch.float32), y.new_empty((rows, y.shape[1]), dtype=torch.float32)
+
+
+@torch.library.custom_op("fastmi::gram_torch_sums", mutates_args=())
+def torch_sums_op(x: torch.Tensor, offsets: list[int], kind: str, gammas: list[float], row_start: int,
+                  row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _torch_sums(x, offsets, kind, gammas, row_start, row_stop)
+
+
+@torch_sums_op.register_fake
+def _(x, offsets, kind, gammas, row_start, row_stop):
+    count = len(offsets) - 1
+    return x.new_empty((count, count), dtype=torch.float64), x.new_empty((count, x.shape[0]), dtype=torch.float64)
+
+
+@torch.library.custom_op("fastmi::gram_torch_grads", mutates_args=())
+def torch_grads_op(x: torch.Tensor, offsets: list[int], kind: str, gammas: list[float], row_start: int, row_stop: int,
+                   mixing: torch.Tensor, g_rows: torch.Tensor) -> torch.Tensor:
+    return _torch_grads(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows).clone()  # no storage offset
+
+
+@torch_grads_op.register_fake
+def _(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
+    return x.new_empty((row_stop - row_start, x.shape[1]))
 
 
 def _launch_pairs(count):
@@ -189,14 +247,14 @@ def _layers(x, offsets):
     return [Layer(x[:, start:stop]) for start, stop in _spans(offsets)]
 
 
-def _tiles(n, rows=None):
-    """(lo, hi, c0, c1, below): the KDE back-end's tiles of ROWS x CHUNK, row blocks lo:hi against column
-    chunks of lo:N (pair terms are symmetric: the columns from `below` = max(hi, c0) on stand for their
-    mirrored pairs too; those before it lie in the block's own rows, whose both orders the tile holds).
-    With rows = (start, stop), a shard's: its row blocks against every column, nothing mirrored (below = c1)."""
-    start, stop = rows or (0, n)
-    for lo, hi, c0, c1 in kde_torch._tiles(n, start, stop, rows is None, ROWS, CHUNK):
-        yield lo, hi, c0, c1, c1 if rows else max(hi, c0)
+def _tiles(n, row_start, row_stop):
+    """(lo, hi, c0, c1, below): the KDE back-end's tiles of ROWS x CHUNK. All rows: row blocks lo:hi against
+    column chunks of lo:N (pair terms are symmetric: the columns from `below` = max(hi, c0) on stand for
+    their mirrored pairs too; those before it lie in the block's own rows, whose both orders the tile
+    holds). Some rows (a shard's): their row blocks against every column, nothing mirrored (below = c1)."""
+    whole = (row_start, row_stop) == (0, n)
+    for lo, hi, c0, c1 in kde_torch._tiles(n, row_start, row_stop, whole, ROWS, CHUNK):
+        yield lo, hi, c0, c1, max(hi, c0) if whole else c1
 
 
 def _pair_tile(layer, tile, kind, gamma):
