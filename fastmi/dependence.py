@@ -52,7 +52,7 @@ def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", c
     RBF kernels (sigma as for hsic) or linear ones (K = a a^T of the centred input, through D x D Gram
     matrices); the biased or the unbiased HSIC. In [0, 1] (biased); CKA(a, a) = 1. A constant input has
     no variance to align: NaN, with a RuntimeWarning. backend, group: as for hsic (linear CKA runs torch's
-    GEMMs whatever the backend)."""
+    GEMMs on whichever back-end resolves; backend="triton" is still refused where the kernels cannot run)."""
     matrix, batch = _cka([("a", a), ("b", b)], kernel, sigma, unbiased, backend, check_finite, group)
     return _result(matrix[0, 1], batch)
 

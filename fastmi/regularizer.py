@@ -56,7 +56,8 @@ class Regularizer:
             group=, ...), or an estimator of fastmi.layer_mi with its options (e.g. sigma=,
             divergence=, backend=, and group= for the global-batch estimate under torch.distributed);
             the KDE's successive terms go through fastmi.chain_mi (every layer's work once per step).
-            A pair of sigma specs applies to each term's operands in the order written above.
+            A pair of sigma specs applies to each term's operands in the order written above, except for
+            class ids under the KDE: label_mi takes one spec, h_k's (the labels' kernel is its indicator).
         maximize: True for -weight * sum (raise the dependence, as Hodas & Stinis 2018 do between
             layers); False for +weight * sum (bottleneck-style minimisation).
         max_samples: if the batch has more rows, use this many, the same random rows for every layer,
@@ -127,27 +128,44 @@ class Regularizer:
         self._fan_in[index] = _fan_in(module, inputs)
 
     def __call__(self, *, labels=None):
-        """The loss term of the latest forward pass; labels=: the batch's y, with pairs="labels" only."""
-        if self.pairs == "labels" and labels is None:
-            raise TypeError("pairs='labels' measures I(h_k; y): pass the batch's labels, reg(labels=y)")
+        """The loss term of the latest forward pass; labels=: the batch's y, with pairs="labels" only. A call
+        that raises (bad labels, say) changes nothing: the captured activations stay, the call does not count."""
         if self.pairs != "labels" and labels is not None:
             raise TypeError(f"labels= is for pairs='labels'; this Regularizer has pairs={self.pairs!r}")
-        computing = self._calls % self.every == 0
-        if computing and len(self._captured) < self._minimum:
+        if self._calls % self.every != 0:
+            self._calls += 1
+            return torch.zeros((), device=self._device())
+        if len(self._captured) < self._minimum:
             raise RuntimeError("call the Regularizer after a forward pass of the model: "
                                f"{len(self._captured)} of its {len(self.modules)} layers produced output")
-        self._calls += 1
-        if not computing:
-            return torch.zeros((), device=self._device())
         layers = [_per_sample(h) for h in self._captured.values()]
+        other, shard = self._checked_operands(layers, labels)
+        self._calls += 1
         self._warn_if_no_gradient(layers)
         fan_ins = [self._fan_in[index] for index in self._captured]
-        other, shard = self._other_operand(labels)
         self._captured, self._input = {}, None
         values = self._terms(*self._subsample(layers, fan_ins, other), shard)
         self.last = values.detach().tolist()
         total = values.sum()
         return -self.weight * total if self.maximize else self.weight * total
+
+    def _checked_operands(self, layers, labels):
+        """(the operand every term pairs a layer with: None, the model's input x or the labels; the shard
+        under group=), after checking that the layers, and x or the labels, have one batch size. Under
+        group= every rank checks first and agrees (api._validated): bad labels on one rank are the same
+        error on every rank, and none is left waiting in a collective."""
+        def validate(_):
+            sizes = [h.shape[0] for h in layers]
+            if len(set(sizes)) > 1:
+                raise ValueError(f"the watched layers saw different batch sizes {sizes}: MI needs paired rows")
+            other = self._other_operand(labels)
+            if other is not None and other.shape[0] != sizes[0]:
+                name = "the model's input x" if self.pairs == "input" else "labels"
+                raise ValueError(f"{name} has {other.shape[0]} rows but the watched layers' batch has {sizes[0]}: "
+                                 "the terms pair them row by row")
+            return layers + ([] if other is None else [other])
+        checked, shard = _validated(validate, self.estimator_kwargs.get("group"))
+        return (checked[-1] if len(checked) > len(layers) else None), shard
 
     def _terms(self, layers, other, shard):
         """The 1-d tensor of terms: I(h_k; h_k+1), I(x; h_k) or I(h_k; y) (or HSIC), in that order."""
@@ -164,14 +182,14 @@ class Regularizer:
         return torch.stack([self._term(h, other) for h in layers])
 
     def _other_operand(self, labels):
-        """(the operand every term pairs a layer with: None (successive), the model's input x or the labels;
-        the labels' shard under group=). Bad labels on one rank are the same error on every rank."""
+        """None (successive), the model's input x, or the labels as an (N, columns) matrix."""
         if self.pairs == "input":
-            return self._model_input(), None
-        if labels is None:
-            return None, None
-        (rows,), shard = _validated(lambda min_rows: [_label_rows(labels)], self.estimator_kwargs.get("group"))
-        return rows, shard
+            return self._model_input()
+        if self.pairs == "labels":
+            if labels is None:
+                raise TypeError("pairs='labels' measures I(h_k; y): pass the batch's labels, reg(labels=y)")
+            return _label_rows(labels)
+        return None
 
     def _model_input(self):
         """x of pairs="input": the model's latest first positional argument, flattened per sample."""
@@ -193,15 +211,8 @@ class Regularizer:
 
     def _subsample(self, layers, fan_ins, other):
         """(layers, other) on the rows the terms use: all, or max_samples of them, the same rows for all."""
-        sizes = [h.shape[0] for h in layers]
-        if len(set(sizes)) > 1:
-            raise ValueError(f"the watched layers saw different batch sizes {sizes}: MI needs paired rows")
-        n, widths = sizes[0], [h.shape[1] for h in layers]
+        n, widths = layers[0].shape[0], [h.shape[1] for h in layers]
         if other is not None:
-            if other.shape[0] != n:
-                name = "the model's input x" if self.pairs == "input" else "labels"
-                raise ValueError(f"{name} has {other.shape[0]} rows but the watched layers' batch has {n}: the "
-                                 "terms pair them row by row")
             # the input or the labels enter every term: one more operand per term, not a layer (no fan-in)
             widths, fan_ins = widths + [_width(other)] * len(layers), fan_ins + [0] * len(layers)
         limit = self.max_samples
@@ -296,6 +307,7 @@ def _term_function(estimator, options):
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise TypeError(f"estimator={estimator!r} takes the options {known}, got {unknown}")
+        choice(options.get("backend", "auto"), "backend", BACKENDS)
         return functools.partial(measure, **options)
     common = inspect.signature(layer_mi).parameters
     own = {k: v for k, v in options.items() if k not in common}

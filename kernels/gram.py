@@ -5,7 +5,8 @@ For two operands x, y (N rows each) and their pair values P_ij = p(x_i, x_j), Q_
 kind, either the RBF kernel exp2(-||x_i - x_j||^2) (the launcher's caller folds 1 / (2 sigma^2) and
 log2 e into the operands) or the distance ||x_i - x_j|| (0 on the diagonal):
 
-    forward  (_gram_fwd_kernel), per row i of a range, over every column j (5 float32 rows):
+    forward  (_gram_fwd_kernel), per row i of a range, over every column j (5 rows; each tile's sums in
+             float32, added across tiles in float64):
              sum_j P_ij,  sum_j Q_ij,  sum_j P_ij^2,  sum_j P_ij Q_ij,  sum_j Q_ij^2
     backward (_gram_bwd_kernel), per row k of a range:  G^x_k = sum_j W^x_kj (x_k - x_j)  and G^y_k, with
              W^x_kj = (c_xx P_kj + c_xy Q_kj + f^x_k + f^x_j) p'(P_kj),
@@ -20,12 +21,15 @@ import torch
 import triton
 import triton.language as tl
 
-from .kde import (FWD, _accumulate_grads, _backward_program, _column_splits, _exponent_tile, _feature_block,
+from .kde import (_accumulate_grads, _backward_program, _check_operands, _column_splits, _exponent_tile, _feature_block,
                   _grad_accumulators, _indices, _layer_operand, _mma_operands, _padded, _row_range, _sq_norms,
                   _store_grads, backward_launch)
-from .launch import check_matrix, check_same_rows, launch, wide
+from .launch import launch, wide
 
 SUMS = 5  # rows of the forward's output: sum P, sum Q, sum P^2, sum PQ, sum Q^2
+# The forward's tiles: 128 x 32 pairs at 8 warps, one stage, keep its five float64 row accumulators free
+# of spills on sm_80 and sm_90 (64 x 32 at 4 warps, the KDE's, spills 16 bytes on sm_80 fp16/bf16).
+FWD = dict(BM=128, BN=32, num_warps=8, num_stages=1)
 
 
 @triton.jit
@@ -66,18 +70,18 @@ def _gram_fwd_kernel(X, XL, Y, YL, NX, NY, OUT, N, row_start, row_stop, DX, DY, 
     rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
     nx_i = tl.load(NX + rows)
     ny_i = tl.load(NY + rows)
-    p_sum = tl.zeros((BM,), dtype=tl.float32)
+    p_sum = tl.zeros((BM,), dtype=tl.float64)  # float64 across tiles: HSIC is a small difference of these sums
     q_sum, pp_sum, pq_sum, qq_sum = p_sum, p_sum, p_sum, p_sum
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
         cols = _indices(start, BN, WIDE)
         p, q = _pair_tiles(X, XL, Y, YL, NX, NY, rows, cols, nx_i, ny_i, N, DX, DY, stride_x, stride_y, DISTANCE, BM,
                            BN, BKX, BKY, SPLIT)
-        p_sum += tl.sum(p, 1)
-        q_sum += tl.sum(q, 1)
-        pp_sum += tl.sum(p * p, 1)
-        pq_sum += tl.sum(p * q, 1)
-        qq_sum += tl.sum(q * q, 1)
+        p_sum += tl.sum(p, 1).to(tl.float64)
+        q_sum += tl.sum(q, 1).to(tl.float64)
+        pp_sum += tl.sum(p * p, 1).to(tl.float64)
+        pq_sum += tl.sum(p * q, 1).to(tl.float64)
+        qq_sum += tl.sum(q * q, 1).to(tl.float64)
     rows = _indices(row_lo, BM, WIDE)
     n_out = row_stop - row_start
     if WIDE:
@@ -124,21 +128,15 @@ def _gram_bwd_kernel(X, XL, Y, YL, NX, NY, F, C, GX, GY, N, NP, row_start, row_s
 
 # ----------------------------------------------------------------------------------- launchers
 
-def _check_operands(x, y):
-    check_matrix(x, "x")
-    check_matrix(y, "y", (x.dtype,))
-    check_same_rows(("x", x), ("y", y))
-
-
 def row_sums(x, y, distance, rows=None, splits=None, wide_offsets=None):
-    """(SUMS, stop - start) float32: per row start:stop (default all), over every column, sum P, sum Q,
+    """(SUMS, stop - start) float64: per row start:stop (default all), over every column, sum P, sum Q,
     sum P^2, sum PQ, sum Q^2 (module docstring; P, Q the rbf kernels exp2(-d^2) or the distances)."""
     _check_operands(x, y)
     n = x.shape[0]
     start, stop = _row_range(rows, n)
     x, y = _layer_operand(x), _layer_operand(y)
     cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
-    out = torch.empty((SUMS, n_splits, stop - start), device=x.device, dtype=torch.float32)
+    out = torch.empty((SUMS, n_splits, stop - start), device=x.device, dtype=torch.float64)
     norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], FWD["BN"])[0] for v in (x, y))
     wide_offsets = wide(x, y, out, norms_x) if wide_offsets is None else wide_offsets
     grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
@@ -169,6 +167,8 @@ def compile_examples():
         for distance in (False, True):
             row_sums(x, y, distance, splits=2)
             pair_grads(x, y, (1.0, 1.0, 1.0), torch.zeros(2, 300), distance, splits=2)
+        wide_layers = torch.randn(300, 512).to(dtype), torch.randn(300, 512).to(dtype)  # the 128-feature chunk
+        pair_grads(*wide_layers, (1.0, 1.0, 1.0), torch.zeros(2, 300), False)
     x, y = torch.randn(300, 70), torch.randn(300, 5)
     row_sums(x, y, False, splits=2, wide_offsets=True)
     pair_grads(x, y, (1.0, 1.0, 1.0), torch.zeros(2, 300), False, splits=2, wide_offsets=True)

@@ -292,7 +292,7 @@ def _name(entry):
     c = entry["constexprs"]
     flags = [name for name in ("LOO", "WIDE", "SOFT", "DISCRETE", "DISTANCE") if c.get(name)]
     tile = "x".join(str(c[name]) for name in ("BM", "BN") if name in c)
-    chunk = [f"BF{c['BF']}"] if "BF" in c and entry["kernel"].startswith("_kde") else []
+    chunk = [f"BF{c['BF']}"] if "BF" in c and entry["kernel"].startswith(("_kde", "_gram")) else []
     kernel = entry["kernel"].strip("_").replace("_kernel", "")
     return " ".join([kernel, entry["dtype"] or "", *flags, tile, *chunk]).replace("  ", " ").strip()
 

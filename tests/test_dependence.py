@@ -297,6 +297,22 @@ def _grads_and_value(measure, a, b, backend):
     return (value.detach(), *torch.autograd.grad(value, (a, b), allow_unused=True, materialize_grads=True))
 
 
+def test_fp16_gradients_keep_small_weights():
+    """The measures' gradient weights scale like 1 / N^2 (and 1 / dVar for dCor): the launcher hands the
+    kernel W in units of its largest coefficient, or fp16 MMA operands would round them to 0 (a 100%
+    gradient error here before). Against float64 on the same fp16-rounded inputs."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(256, 16, generator=g) * 30
+    b = torch.tanh(a[:, :4] / 30) * 30 + 10 * torch.randn(256, 4, generator=g)
+    got = _grads_and_value(lambda x, y, backend: fastmi.distance_correlation(x, y, backend=backend), a.half(),
+                           b.half(), "triton")
+    want = _grads_and_value(lambda x, y, backend: fastmi.distance_correlation(x, y, backend=backend),
+                            a.half().double(), b.half().double(), "torch")
+    assert float(got[0]) == pytest.approx(float(want[0]), abs=1e-5)
+    for g, w in zip(got[1:], want[1:]):
+        assert float((g.double() - w).norm() / w.norm()) < 1e-2
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_run_the_kernels_in_their_dtype(dtype, monkeypatch):
     """fp16/bf16 inputs: operands in their dtype (bf16 as float32 under the interpreter, whose bf16
@@ -318,3 +334,14 @@ def test_autocast_changes_nothing():
     plain = [float(m()) for m in measures]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert [float(m()) for m in measures] == plain
+
+
+def test_the_kernels_add_tile_sums_in_float64():
+    """HSIC of independent data is a small difference of the pass's sums: the forward adds its per-tile
+    float32 sums across tiles in float64, so the float32 result is the float64 one rounded (a float32
+    running sum over 32 tiles was 3e-7 off here)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(1024, 8, generator=g), torch.randn(1024, 8, generator=g)
+    got = float(fastmi.hsic(a, b, sigma=2.0, backend="triton"))
+    want = float(fastmi.hsic(a.double(), b.double(), sigma=2.0))
+    assert abs(got - want) <= 1.5e-7 * want

@@ -39,10 +39,10 @@ def _label_term(a, b, group=None):
     """A Regularizer's HSIC label term (pairs="labels"); the labels are -1, not a class id, where b has NaN."""
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3).double()
-    labels = torch.where(b[:, 1].isnan(), -1, (a[:, 0] > 0).long() + 2 * (a[:, 1] > 1.0).long())
+    labels = torch.where(b[:, 1].isnan(), -1, (b[:, 0] > 0).long() + 2 * (b[:, 1] > 1.0).long())
     with fastmi.Regularizer(model, layers=[model], pairs="labels", estimator="hsic", group=group) as reg:
         model(a)
-        return reg(labels=labels)
+        return reg(labels=labels).detach()
 
 
 CALLS = {
@@ -92,6 +92,7 @@ def run(tmp_path, case, call):
     ("nan", "labels", "ValueError: rank 1: a contains NaN or Inf"),
     ("mismatch", "labels", "ValueError: rank 1: a and b must have the same number of samples"),
     ("nan", "label_term", "ValueError: rank 1: labels must be class ids >= 0, got -1"),
+    ("mismatch", "label_term", "ValueError: rank 1: labels has 44 rows but the watched layers' batch has 45"),
 ])
 def test_bad_input_on_one_rank_is_the_same_error_on_every_rank_at_once(tmp_path, case, call, message):
     ranks = run(tmp_path, case, call)

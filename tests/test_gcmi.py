@@ -56,7 +56,8 @@ def test_gaussian_copulas_are_measured_without_bias(d, rho):
 def test_increasing_maps_and_row_order_leave_it_unchanged(seed, power, shift):
     a, b = gaussians(60, 3, 0.7, seed=seed % 1000)
     perm = torch.randperm(60, generator=torch.Generator().manual_seed(seed))
-    mapped = (a ** power + shift, torch.sigmoid(b) * 1e-20)
+    # shift only the identity map: a shifted odd power rounds distinct values near 0 together (1e-15 + 512 == 512)
+    mapped = (a ** power + (shift if power == 1 else 0.0), torch.sigmoid(b) * 1e-20)
     assert estimate(*mapped) == pytest.approx(estimate(a, b), abs=1e-12)
     assert estimate(a[perm], b[perm]) == pytest.approx(estimate(a, b), abs=1e-12)
 

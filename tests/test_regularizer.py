@@ -441,3 +441,21 @@ def test_label_errors(pairs, labels, error, match):
     model(data())
     with pytest.raises(error, match=match):
         reg(labels=labels)
+
+
+def test_a_failed_call_changes_nothing():
+    """Bad labels raise before anything is consumed: the activations stay captured and the call does not
+    count towards every=, so a corrected call right after computes this step's term."""
+    model, x = mlp(), data()
+    reg = fastmi.Regularizer(model, pairs="labels", every=2)
+    model(x)
+    with pytest.raises(ValueError, match="class ids >= 0"):
+        reg(labels=-class_ids() - 1)
+    value = reg(labels=class_ids())
+    assert float(value) != 0.0 and len(reg.last) == 3
+    assert float(reg(labels=class_ids())) == 0.0  # the second call of every=2
+
+
+def test_a_measure_checks_its_backend_when_built():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fastmi.Regularizer(mlp(), estimator="hsic", backend="cuda")

@@ -19,6 +19,12 @@ the (k, j) and (j, k) terms,
 = x_k (W 1)_k - (W x)_k: one GEMM per tile and its transpose for the mirrored pairs (W is symmetric),
 after recomputing the tile's P^1..P^L. Sums accumulate in float64; tiles are computed in the inputs'
 dtype (float32 or float64).
+
+Back-ends: "torch" is the tile walk above. "triton" (kernels/gram.py) takes the layers in pairs (a, b):
+every ordered pair of rows (nothing mirrored), per-tile sums in float32 added across tiles in float64,
+each layer's own terms (R, S[m, m], G[m, m], g_R[m]) from the one launch that owns it, so with L > 2 a
+layer's tiles are computed L - 1 times; operands in the inputs' dtype (fp16/bf16 as they are), RBF ones
+scaled so that a kernel is one exp2. Both run behind custom ops while torch.compile traces.
 """
 import math
 
@@ -153,10 +159,12 @@ def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype):
     for a, b, owns_a, owns_b in _launch_pairs(len(operands)) if stop > start else ():
         coefficients = torch.stack([mixing[a, a] * owns_a, mixing[a, b] * (a != b), mixing[b, b] * owns_b]) * slope
         factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
-        ga, gb = _op(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients, factors, kind == "distance",
-                     start, stop)
-        grads[a] += ga
-        grads[b] += gb
+        # W in units of its largest coefficient: the measures' scale (~1/N^2) would round fp16 MMA operands to 0
+        unit = torch.cat([coefficients, factors.flatten()]).abs().amax().clamp_min(torch.finfo(torch.float32).tiny)
+        ga, gb = _op(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients / unit, factors / unit,
+                     kind == "distance", start, stop)
+        grads[a] += ga * unit
+        grads[b] += gb * unit
     return torch.cat([g * scale for g, scale in zip(grads, scales)], dim=1).to(dtype)
 
 
@@ -177,7 +185,7 @@ def row_sums_op(x: torch.Tensor, y: torch.Tensor, distance: bool, row_start: int
 
 @row_sums_op.register_fake
 def _(x, y, distance, row_start, row_stop):
-    return x.new_empty((kernels.gram.SUMS, row_stop - row_start), dtype=torch.float32)
+    return x.new_empty((kernels.gram.SUMS, row_stop - row_start), dtype=torch.float64)
 
 
 @torch.library.custom_op("fastmi::gram_pair_grads", mutates_args=())
