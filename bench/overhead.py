@@ -47,7 +47,10 @@ def wide_mlp(width=4096, batch=4096, depth=4):
     return nn.Sequential(*layers, nn.Linear(width, 10)), (width,), batch
 
 
-def measure(make, device, rounds=5, max_samples=None, budget=None):
+def measure(make, device, rounds=5, max_samples=None, budget=None, terms=None):
+    """Medians of forward, step, step + Regularizer (terms: its estimator / pairs options, default the KDE
+    between successive layers); pairs="labels" gets the batch's class ids."""
+    terms = terms or {}
     model, shape, batch = make()
     model.to(device)
     x = torch.randn(batch, *shape, device=device)
@@ -61,8 +64,8 @@ def measure(make, device, rounds=5, max_samples=None, budget=None):
         if not with_reg:
             loss_fn(model(x), y).backward()
         else:  # hooks attached for this step only (attaching them costs microseconds)
-            with fastmi.Regularizer(model, weight=0.01, max_samples=max_samples, budget=budget) as reg:
-                (loss_fn(model(x), y) + reg()).backward()
+            with fastmi.Regularizer(model, weight=0.01, max_samples=max_samples, budget=budget, **terms) as reg:
+                (loss_fn(model(x), y) + (reg(labels=y) if terms.get("pairs") == "labels" else reg())).backward()
             seen.update(mi=reg.last, samples=reg.samples, modelled_overhead=reg.modelled_overhead)
         opt.step()
     timings = {"forward": [], "step": [], "step_with_regularizer": []}
@@ -78,9 +81,13 @@ def measure(make, device, rounds=5, max_samples=None, budget=None):
     return dict(med, **seen)
 
 
-CASES = [("MLP 784-1024x3-10, batch 1024", reference_mlp, None), ("MLP 784-1024x3-10, batch 1024", reference_mlp, 256),
-         ("MLP 784-1024x3-10, batch 1024", reference_mlp, "auto"), ("small CNN, batch 512", small_cnn, None),
-         ("small CNN, batch 512", small_cnn, 256), ("small CNN, batch 512", small_cnn, "auto")]
+MLP = "MLP 784-1024x3-10, batch 1024"
+HSIC_INPUT, HSIC_LABELS = dict(estimator="hsic", pairs="input"), dict(estimator="hsic", pairs="labels")
+CASES = [(MLP, reference_mlp, None), (MLP, reference_mlp, 256), (MLP, reference_mlp, "auto"),
+         ("small CNN, batch 512", small_cnn, None), ("small CNN, batch 512", small_cnn, 256),
+         ("small CNN, batch 512", small_cnn, "auto"),
+         (MLP, reference_mlp, "auto", dict(estimator="hsic")), (MLP, reference_mlp, "auto", HSIC_INPUT),
+         (MLP, reference_mlp, "auto", HSIC_LABELS)]
 GPU_CASES = [("MLP 4096x4, batch 4096", wide_mlp, 1024)]
 
 
@@ -89,13 +96,15 @@ def run(rounds=5, cases=None):
     cases = cases or CASES + (GPU_CASES if device == "cuda" else [])
     rows = []
     print(f"device {device}; medians of {rounds} alternating rounds; 'auto' asks for a budget of 1 forward pass")
-    print("| model | max_samples | rows | forward s | step s | step + regularizer s | overhead / forward | "
+    print("| model | terms | max_samples | rows | forward s | step s | step + regularizer s | overhead / forward | "
           "cost model |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, make, max_samples in cases:
-        m = measure(make, device, rounds, max_samples, budget=1.0 if max_samples == "auto" else None)
-        rows.append(dict(model=name, max_samples=max_samples, **m))
-        print(f"| {name} | {max_samples or 'all'} | {m['samples']} | {m['forward']:.4f} | {m['step']:.4f} | "
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, make, max_samples, *terms in cases:
+        terms = terms[0] if terms else {}
+        m = measure(make, device, rounds, max_samples, budget=1.0 if max_samples == "auto" else None, terms=terms)
+        label = " ".join(f"{v}" for v in terms.values()) or "kde successive"
+        rows.append(dict(model=name, terms=label, max_samples=max_samples, **m))
+        print(f"| {name} | {label} | {max_samples or 'all'} | {m['samples']} | {m['forward']:.4f} | {m['step']:.4f} | "
               f"{m['step_with_regularizer']:.4f} | {m['overhead_over_forward']:.2f}x | {m['modelled_overhead']:.2f}x |")
     save_json(f"overhead_{device}.json", dict(device=device, rows=rows))
     return rows

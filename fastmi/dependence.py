@@ -87,6 +87,18 @@ def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None)
     return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), batch)
 
 
+@_autocast_off
+def hsic_terms(activations, pairs, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
+    """(len(pairs),) RBF HSIC of the listed (m, m') pairs of L layers of one batch, from one pass: each
+    layer's bandwidth and operand once, its kernel tiles once per tile (torch) or one Triton launch per
+    listed pair. The Regularizer's HSIC terms; options as for cka_matrix (sigma: one spec or one per layer)."""
+    check_bool(unbiased, "unbiased")
+    batch = _inputs([(f"activations[{m}]", x) for m, x in enumerate(activations)], check_finite, unbiased, group,
+                    backend)
+    matrix = _hsic_matrix(batch, "rbf", sigma, unbiased, pairs)
+    return _result(torch.stack([matrix[a, b] for a, b in pairs]), batch)
+
+
 class MinibatchCKA:
     """CKA over a dataset larger than a batch (Nguyen et al. 2021): the unbiased HSIC of every layer pair,
     averaged over batches, then normalised — an unbiased estimate of the population HSICs, so the result
@@ -182,20 +194,21 @@ def _inputs(named, check_finite, unbiased, group, backend):
                  plain, backend, dtype)
 
 
-def _hsic_matrix(batch, kernel, sigma, unbiased):
-    """(L, L) HSIC of every pair of layers (biased or unbiased), float64, from one pass."""
+def _hsic_matrix(batch, kernel, sigma, unbiased, pairs=None):
+    """(L, L) HSIC of every pair of layers (biased or unbiased), float64, from one pass; with pairs, the
+    entries of those (m, m') (the others may be left out on the Triton path)."""
     if kernel == "linear":
         sums, rows, diagonals = _linear_sums(batch.differentiable_everys())
     else:
         specs = _specs(sigma, len(batch.layers))
         gammas = [0.5 / _bandwidth(every, spec) ** 2 for every, spec in zip(batch.everys, specs)]
-        sums, rows = _gram_sums(batch, "rbf", gammas)
+        sums, rows = _gram_sums(batch, "rbf", gammas, pairs)
         diagonals = torch.ones_like(rows)  # an RBF kernel's diagonal
     return centred.unbiased(sums, rows, diagonals) if unbiased else centred.biased(sums, rows)
 
 
-def _gram_sums(batch, kind, gammas):
-    return gram_sums(batch.layers, kind, gammas, batch.shard, batch.everys, batch.backend, batch.dtype)
+def _gram_sums(batch, kind, gammas, pairs=None):
+    return gram_sums(batch.layers, kind, gammas, batch.shard, batch.everys, batch.backend, batch.dtype, pairs)
 
 
 def _linear_sums(layers):

@@ -9,7 +9,7 @@ from torch import nn
 
 from .api import UNITS, _class_ids, _validated, chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
-from .dependence import hsic
+from .dependence import hsic, hsic_terms
 from .estimators import ESTIMATORS
 from .inputs import choice
 from .warn import warn_user
@@ -168,18 +168,21 @@ class Regularizer:
         return (checked[-1] if len(checked) > len(layers) else None), shard
 
     def _terms(self, layers, other, shard):
-        """The 1-d tensor of terms: I(h_k; h_k+1), I(x; h_k) or I(h_k; y) (or HSIC), in that order."""
-        if self.pairs == "successive":
-            if self.estimator == "kde":
-                return chain_mi(layers, **self.estimator_kwargs)
-            return torch.stack([self._term(h, h_next) for h, h_next in zip(layers, layers[1:])])
-        if self.pairs == "input":
-            return torch.stack([self._term(other, h) for h in layers])
-        if not other.is_floating_point():  # class ids, (N, 1)
+        """The 1-d tensor of terms: I(h_k; h_k+1), I(x; h_k) or I(h_k; y) (or HSIC), in that order. The KDE's
+        successive terms are one chain (chain_mi) and HSIC terms one pass (dependence.hsic_terms): each
+        operand's work once per step, not once per term it is in."""
+        if other is not None and not other.is_floating_point():  # class ids, (N, 1)
             if self.estimator == "kde":
                 return torch.stack([label_mi(h, other[:, 0], **self.estimator_kwargs) for h in layers])
             other = one_hot_labels(other[:, 0], layers[0].dtype, shard)
-        return torch.stack([self._term(h, other) for h in layers])
+        operands, pairs = _term_operands(self.pairs, layers, other)
+        if self.estimator == "kde" and self.pairs == "successive":
+            return chain_mi(layers, **self.estimator_kwargs)
+        if self.estimator == "hsic":
+            specs = _operand_sigmas(self.estimator_kwargs.get("sigma", "median"), pairs, len(operands))
+            if specs is not None:
+                return hsic_terms(operands, pairs, **dict(self.estimator_kwargs, sigma=specs))
+        return torch.stack([self._term(operands[a], operands[b]) for a, b in pairs])
 
     def _other_operand(self, labels):
         """None (successive), the model's input x, or the labels as an (N, columns) matrix."""
@@ -295,6 +298,32 @@ def _inert_hook():
 class _Inert:
     def __call__(self, module, inputs, output=None):
         return None
+
+
+def _term_operands(pairs, layers, other):
+    """(operands, [(a, b)]): the terms as pairs of operand indices, in the order of reg.last."""
+    count = len(layers)
+    if pairs == "successive":
+        return layers, [(k, k + 1) for k in range(count - 1)]
+    if pairs == "input":
+        return [other, *layers], [(0, k + 1) for k in range(count)]
+    return [*layers, other], [(k, count) for k in range(count)]
+
+
+def _operand_sigmas(sigma, pairs, count):
+    """One sigma spec per operand such that every term (a, b) gets the pair (sigma_a, sigma_b) it is given,
+    or None where an operand would need two (a pair of different specs on successive layers)."""
+    if not isinstance(sigma, (tuple, list)):
+        return [sigma] * count
+    if len(sigma) != 2:
+        return None  # each term's hsic call then names the problem
+    specs = [None] * count
+    for a, b in pairs:
+        for index, spec in ((a, sigma[0]), (b, sigma[1])):
+            if specs[index] is not None and specs[index] is not spec and specs[index] != spec:
+                return None
+            specs[index] = spec
+    return specs
 
 
 def _term_function(estimator, options):

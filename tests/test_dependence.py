@@ -345,3 +345,23 @@ def test_the_kernels_add_tile_sums_in_float64():
     got = float(fastmi.hsic(a, b, sigma=2.0, backend="triton"))
     want = float(fastmi.hsic(a.double(), b.double(), sigma=2.0))
     assert abs(got - want) <= 1.5e-7 * want
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_hsic_terms_are_the_listed_pairs_hsic_from_one_pass(backend, monkeypatch):
+    """The Regularizer's HSIC terms: one pass, the listed pairs only (on the Triton path one launch each)."""
+    layers = [dependent(70, 3, 2, torch.float32, seed=s)[s % 2] for s in range(4)]
+    pairs = [(0, 1), (1, 2), (2, 3)]
+    launched = []
+    launch = fastmi.kernels.gram.row_sums
+    monkeypatch.setattr(fastmi.kernels.gram, "row_sums", lambda *a, **k: launched.append(1) or launch(*a, **k))
+    values = fastmi.dependence.hsic_terms(layers, pairs, sigma=[0.8, "median", 1.2, "median"], unbiased=True,
+                                          backend=backend)
+    want = [float(fastmi.hsic(layers[a], layers[b], sigma=([0.8, "median", 1.2, "median"][a],
+                                                           [0.8, "median", 1.2, "median"][b]), unbiased=True,
+                              backend=backend)) for a, b in pairs]
+    assert values.tolist() == pytest.approx(want, rel=1e-5, abs=1e-7)
+    if backend == "triton":
+        assert len(launched) == len(pairs) * 2  # the terms' launches, then the per-pair calls'
+    with pytest.raises(ValueError, match=r"leave layers \[3\] out"):
+        pair_sums._launch_pairs(4, [(0, 1), (1, 2)])

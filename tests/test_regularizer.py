@@ -270,6 +270,7 @@ def direct_terms(pairs, estimator, x, y, h, **options):
     ("labels", "kde", "classes", dict(sigma=0.9)),
     ("labels", "kde", "targets", {}),
     ("successive", "hsic", None, {}),
+    ("successive", "hsic", None, dict(sigma=(1.5, "median"))),  # a middle layer needs two: one call per term
     ("input", "hsic", None, dict(sigma=(1.5, "median"))),
     ("labels", "hsic", "classes", {}),
     ("labels", "hsic", "targets", dict(unbiased=True)),

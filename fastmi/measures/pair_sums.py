@@ -49,13 +49,14 @@ class GramSums(torch.autograd.Function):
     backward, over its own rows against every column, is the global gradient for its rows."""
 
     @staticmethod
-    def forward(ctx, x, x_all, offsets, kind, gammas, shard, backend, dtype):
+    def forward(ctx, x, x_all, offsets, kind, gammas, shard, backend, dtype, pairs):
         x_all = x if shard is None else x_all
         ctx.save_for_backward(x_all)
         ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, ctx.backend, ctx.dtype = offsets, kind, gammas, shard, backend, dtype
+        ctx.launches = _launch_pairs(len(offsets) - 1, pairs)
         rows = _row_range(x_all, shard)
         if backend == "triton":
-            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, rows)
+            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, rows, ctx.launches)
         else:
             sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *rows)
         if shard is not None:
@@ -69,11 +70,11 @@ class GramSums(torch.autograd.Function):
         if ctx.backend == "triton":
             layers = _operands(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.dtype)
             grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows,
-                                _row_range(x, ctx.shard), x.dtype)
+                                _row_range(x, ctx.shard), x.dtype, ctx.launches)
         else:
             grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *_row_range(x, ctx.shard),
                        mixing, g_rows)
-        return grad, None, None, None, None, None, None, None
+        return grad, None, None, None, None, None, None, None, None
 
 
 def _torch_sums(x_all, offsets, kind, gammas, row_start, row_stop):
@@ -116,27 +117,29 @@ def _torch_grads(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
     return grad[row_start:row_stop]
 
 
-def gram_sums(layers, kind, gammas=None, shard=None, everys=None, backend="torch", dtype=None):
+def gram_sums(layers, kind, gammas=None, shard=None, everys=None, backend="torch", dtype=None, pairs=None):
     """GramSums of a list of (N, D_m) tensors of one dtype: (S (L, L), R (L, N)), differentiable. Under a
     shard, layers are this rank's rows and everys every rank's (detached); S and R are the global ones.
-    backend: "torch" (tiles above) or "triton" (kernels/gram.py; operands in `dtype`, default the layers')."""
+    backend: "torch" (tiles above) or "triton" (kernels/gram.py; operands in `dtype`, default the layers').
+    pairs: the (m, m') whose S[m, m'] the caller needs (default every pair; each layer in one at least):
+    the Triton path launches only those (the torch path's tiles give every pair at no extra exp)."""
     offsets = [0]
     for layer in layers:
         offsets.append(offsets[-1] + layer.shape[1])
     gammas = tuple(gammas) if gammas is not None else (0.0,) * len(layers)
     x_all = None if shard is None else torch.cat(everys, dim=1)
     return GramSums.apply(torch.cat(layers, dim=1), x_all, offsets, kind, gammas, shard, backend,
-                          dtype or layers[0].dtype)
+                          dtype or layers[0].dtype, None if pairs is None else tuple(map(tuple, pairs)))
 
 
-def triton_sums(operands, kind, rows):
+def triton_sums(operands, kind, rows, launches):
     """(S, R) float64 of rows start:stop of the kernels' operands (one per layer), from one row_sums launch
-    per layer pair (a, b): each layer's R and S[m, m] from the pair that owns it (_launch_pairs)."""
+    per layer pair (a, b) of `launches` (_launch_pairs): each layer's R and S[m, m] from the pair that owns it."""
     count, n = len(operands), operands[0].shape[0]
     sums = torch.zeros((count, count), dtype=torch.float64, device=operands[0].device)
     row_sums = torch.zeros((count, n), dtype=torch.float64, device=operands[0].device)
     start, stop = rows
-    for a, b, owns_a, owns_b in _launch_pairs(count) if stop > start else ():  # a shard may have no rows
+    for a, b, owns_a, owns_b in launches if stop > start else ():  # a shard may have no rows
         out = _op(row_sums_op, _row_sums, operands[a], operands[b], kind == "distance", start, stop).double()
         sums[a, b] = sums[b, a] = out[3].sum()
         if owns_a:
@@ -146,7 +149,7 @@ def triton_sums(operands, kind, rows):
     return sums, row_sums
 
 
-def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype):
+def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype, launches):
     """dL/dx (rows start:stop, the layers side by side, `dtype`) from g_S, g_R as 2G = mixing and g_rows:
     per layer pair one pair_grads launch, each layer's own terms (G[m, m], g_R[m]) in the pair that owns it.
     rbf: the kernels differentiate exp2(-|x_s,k - x_s,j|^2) of the scaled operands x_s = x * scale, so
@@ -156,7 +159,7 @@ def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype):
     widths = [x.shape[1] for x in operands]
     grads = [torch.zeros((stop - start, d), dtype=torch.float32, device=mixing.device) for d in widths]
     zero = torch.zeros_like(g_rows[0])
-    for a, b, owns_a, owns_b in _launch_pairs(len(operands)) if stop > start else ():
+    for a, b, owns_a, owns_b in launches if stop > start else ():
         coefficients = torch.stack([mixing[a, a] * owns_a, mixing[a, b] * (a != b), mixing[b, b] * owns_b]) * slope
         factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
         # W in units of its largest coefficient: the measures' scale (~1/N^2) would round fp16 MMA operands to 0
@@ -223,12 +226,17 @@ def _(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
     return x.new_empty((row_stop - row_start, x.shape[1]))
 
 
-def _launch_pairs(count):
-    """(a, b, whether the launch owns a's own terms, b's): every pair a < b once; layer m < L - 1 owned by
-    the pair (m, m + 1), the last layer by (L - 2, L - 1); one layer alone pairs with itself."""
-    if count == 1:
-        return [(0, 0, True, False)]
-    return [(a, b, b == a + 1, b == a + 1 == count - 1) for a in range(count) for b in range(a + 1, count)]
+def _launch_pairs(count, pairs=None):
+    """[(a, b, whether the launch owns a's own terms, b's)] for `pairs` (default every a < b; one layer
+    alone pairs with itself): the first launch with layer m owns it (its R, S[m, m], G[m, m], g_R[m])."""
+    pairs = pairs or ([(0, 0)] if count == 1 else [(a, b) for a in range(count) for b in range(a + 1, count)])
+    owned, launches = set(), []
+    for a, b in pairs:
+        launches.append((a, b, a not in owned, b not in owned and b != a))
+        owned |= {a, b}
+    if owned != set(range(count)):
+        raise ValueError(f"pairs {list(pairs)} leave layers {sorted(set(range(count)) - owned)} out")
+    return launches
 
 
 def _scales(kind, gammas):
