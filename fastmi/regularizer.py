@@ -152,8 +152,8 @@ class Regularizer:
     def _checked_operands(self, layers, labels):
         """(the operand every term pairs a layer with: None, the model's input x or the labels; the shard
         under group=), after checking that the layers, and x or the labels, have one batch size. Under
-        group= every rank checks first and agrees (api._validated): bad labels on one rank are the same
-        error on every rank, and none is left waiting in a collective."""
+        group= with x or labels every rank checks first and agrees (api._validated): bad labels on one rank
+        are the same error on every rank, and none is left waiting in a collective."""
         def validate(_):
             sizes = [h.shape[0] for h in layers]
             if len(set(sizes)) > 1:
@@ -164,7 +164,10 @@ class Regularizer:
                 raise ValueError(f"{name} has {other.shape[0]} rows but the watched layers' batch has {sizes[0]}: "
                                  "the terms pair them row by row")
             return layers + ([] if other is None else [other])
-        checked, shard = _validated(validate, self.estimator_kwargs.get("group"))
+        # successive terms have nothing beside the layers to agree on (layer_mi / chain_mi agree on those):
+        # no extra collective per step there
+        group = None if self.pairs == "successive" else self.estimator_kwargs.get("group")
+        checked, shard = _validated(validate, group)
         return (checked[-1] if len(checked) > len(layers) else None), shard
 
     def _terms(self, layers, other, shard):

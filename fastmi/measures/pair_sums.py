@@ -52,13 +52,13 @@ class GramSums(torch.autograd.Function):
     def forward(ctx, x, x_all, offsets, kind, gammas, shard, backend, dtype, pairs):
         x_all = x if shard is None else x_all
         ctx.save_for_backward(x_all)
-        ctx.offsets, ctx.kind, ctx.gammas, ctx.shard, ctx.backend, ctx.dtype = offsets, kind, gammas, shard, backend, dtype
+        ctx.offsets, ctx.kind, ctx.gammas, ctx.backend, ctx.dtype = offsets, kind, gammas, backend, dtype
         ctx.launches = _launch_pairs(len(offsets) - 1, pairs)
-        rows = _row_range(x_all, shard)
+        ctx.rows = (0, x_all.shape[0]) if shard is None else shard.rows  # this process's rows
         if backend == "triton":
-            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, rows, ctx.launches)
+            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, ctx.rows, ctx.launches)
         else:
-            sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *rows)
+            sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *ctx.rows)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
         return sums, rows
@@ -69,11 +69,11 @@ class GramSums(torch.autograd.Function):
         mixing = 2 * (g_sums + g_sums.T)  # 2 G
         if ctx.backend == "triton":
             layers = _operands(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.dtype)
-            grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows,
-                                _row_range(x, ctx.shard), x.dtype, ctx.launches)
+            grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows, ctx.rows, x.dtype,
+                                ctx.launches)
         else:
-            grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *_row_range(x, ctx.shard),
-                       mixing, g_rows)
+            grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing,
+                       g_rows)
         return grad, None, None, None, None, None, None, None, None
 
 
@@ -176,8 +176,7 @@ def _row_sums(x, y, distance, row_start, row_stop):
 
 
 def _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop):
-    grads = kernels.gram.pair_grads(x, y, coefficients, factors, distance, rows=(row_start, row_stop))
-    return tuple(g.clone(memory_format=torch.contiguous_format) for g in grads)  # dense, as the fake op says
+    return kernels.gram.pair_grads(x, y, coefficients, factors, distance, rows=(row_start, row_stop))
 
 
 # The launches as custom ops while torch.compile / torch.export trace (opaque to them, as the KDE's are).
@@ -194,7 +193,8 @@ def _(x, y, distance, row_start, row_stop):
 @torch.library.custom_op("fastmi::gram_pair_grads", mutates_args=())
 def pair_grads_op(x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor, factors: torch.Tensor, distance: bool,
                   row_start: int, row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    return _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop)
+    grads = _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop)
+    return tuple(g.clone(memory_format=torch.contiguous_format) for g in grads)  # dense, as the fake op says
 
 
 @pair_grads_op.register_fake
@@ -249,10 +249,6 @@ def _operands(x, offsets, kind, gammas, dtype):
     """The layers of x as the kernels' operands: scaled (_scales), contiguous, in `dtype`."""
     return [(x[:, start:stop] * scale).to(dtype).contiguous()
             for (start, stop), scale in zip(_spans(offsets), _scales(kind, gammas))]
-
-
-def _row_range(x, shard):
-    return (0, x.shape[0]) if shard is None else shard.rows
 
 
 def _spans(offsets):
