@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 pip install --no-deps --no-build-isolation -e . >/dev/null || exit 1
 export TRITON_INTERPRET=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" || exit 1
 status=0
 python -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py || status=$?
 python -m bench gpu "$@" || status=$?

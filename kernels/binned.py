@@ -52,7 +52,8 @@ def bin_hash(x, column_keys, lo, scale, bins, discrete, wide_offsets=None):
     check_same_rows(("x", x))
     n, d = x.shape
     out = torch.empty(n, dtype=torch.int64, device=x.device)
-    bm, bf = 64, max(16, min(64, triton.next_power_of_2(d)))
+    # 64 rows of 8-byte symbols spilled a row pointer on sm_90 (triton 3.5-3.8's ptxas); 32 do not
+    bm, bf = 64 if x.element_size() <= 4 else 32, max(16, min(64, triton.next_power_of_2(d)))
     launch(_bin_hash_kernel, (triton.cdiv(n, bm),), x, column_keys, out, n, d, x.stride(0), float(lo), float(scale),
            bins, DISCRETE=discrete, BM=bm, BF=bf, WIDE=wide(x) if wide_offsets is None else wide_offsets)
     return out
@@ -100,7 +101,8 @@ def _unit_mi_kernel(A, B, LO_A, SC_A, LO_B, SC_B, OUT, N, DA, DB, stride_a, stri
             rows = rows.to(tl.int64)
         ca = _unit_codes(A, LO_A, SC_A, rows, p, N, DA, stride_a, K, SOFT, BR, BP, KP, CODE_DTYPE)
         cb = _unit_codes(B, LO_B, SC_B, rows, q, N, DB, stride_b, K, SOFT, BR, BQ, KP, CODE_DTYPE)
-        acc = tl.dot(tl.trans(ca), cb, acc)
+        # out_dtype: triton 3.5-3.7 check that acc has it (default float32), so int8 codes name int32
+        acc = tl.dot(tl.trans(ca), cb, acc, out_dtype=ACC_DTYPE)
     # epilogue: each (KP x KP) block -> sum p_uv ln p_uv - sum p_u ln p_u - sum p_v ln p_v
     joint = tl.reshape(acc.to(tl.float32) * inv_n, (BP, KP, BQ, KP))
     h_joint = tl.sum(tl.sum(_plogp(joint), axis=3), axis=1)
@@ -111,6 +113,10 @@ def _unit_mi_kernel(A, B, LO_A, SC_A, LO_B, SC_B, OUT, N, DA, DB, stride_a, stri
 
 
 MAX_BINS = 128  # one unit's bins must fit one tile
+# Rows per step of the unit-pair kernel: 32 (the int8 MMA's smallest K) keeps the codes of both sides
+# in registers without spilling on every triton of the tested range (64 spilled up to 56 bytes with
+# 3.3-3.4's ptxas) and issues fewer instructions per row (static report).
+ROWS_PER_STEP = 32
 
 
 def unit_pair_mi(a, b, lo_a, scale_a, lo_b, scale_b, bins, soft, wide_offsets=None):
@@ -129,7 +135,7 @@ def unit_pair_mi(a, b, lo_a, scale_a, lo_b, scale_b, bins, soft, wide_offsets=No
     code_dtype, acc_dtype = (tl.float16, tl.float32) if soft else (tl.int8, tl.int32)
     grid = (triton.cdiv(da, bu), triton.cdiv(db, bu))
     launch(_unit_mi_kernel, grid, a, b, lo_a, scale_a, lo_b, scale_b, out, n, da, db, a.stride(0), b.stride(0),
-           1.0 / n, bins, SOFT=soft, BP=bu, BQ=bu, KP=kp, BR=64, CODE_DTYPE=code_dtype, ACC_DTYPE=acc_dtype,
+           1.0 / n, bins, SOFT=soft, BP=bu, BQ=bu, KP=kp, BR=ROWS_PER_STEP, CODE_DTYPE=code_dtype, ACC_DTYPE=acc_dtype,
            WIDE=wide(a, b) if wide_offsets is None else wide_offsets, num_warps=8)
     return out
 

@@ -3,16 +3,20 @@
 The interpreter runs the kernels' Python, not Triton's compiler, so a kernel can pass every CPU test
 and still fail to compile (types of loop-carried values, constexpr rules, layouts). Here every kernel
 module's compile_examples() runs on small CPU tensors with kernel launches intercepted; each
-intercepted launch is specialised as Triton's launcher would specialise it on a GPU (argument types,
-16-divisible pointers and integers, constexprs, options), compiled with triton.compile for the
-targets below (Hopper and Ampere), and nothing is executed. tests/test_kernels_compile.py runs it.
+intercepted launch goes through Triton's own JIT up to its compiler call (so it is specialised as on
+a GPU: argument types, 16-divisible pointers and integers, constexprs, options, in every triton of
+the tested range), then compiled with triton.compile for the targets below (Hopper and Ampere), each
+in a process of its own (an abort in Triton's C++ fails one variant); nothing is executed.
+tests/test_kernels_compile.py runs it with the installed triton, .ci/triton_matrix.sh with the others.
 
     python -m fastmi.kernels.compile_check                    (TRITON_INTERPRET must be unset or 0)
     python -m fastmi.kernels.compile_check --report PATH      also the static GPU report (static_report.py)
+    python -m fastmi.kernels.compile_check --report PATH --strict     and fail where a variant spills
 """
 import argparse
 import multiprocessing
 import os
+import pickle
 import sys
 from dataclasses import dataclass
 
@@ -21,70 +25,119 @@ TARGETS = ((90, "H100"), (80, "A100"))
 
 @dataclass
 class Launch:
-    """One kernel variant: what triton.compile needs, as Triton's launcher would have built it."""
+    """One kernel variant: the source Triton's JIT built for it (signature, constexprs, divisibility
+    attributes, as its launcher would have specialised them on a GPU) and the launch options."""
     kernel: object
-    signature: dict
-    constexprs: dict
-    attrs: dict
-    options: dict
+    source: object  # triton.compiler.ASTSource
+    constexprs: dict  # name -> value, for labels and the static report
+    options: dict  # num_warps, num_stages, ...
+
+    @property
+    def signature(self):
+        return self.source.signature
 
     def label(self, arch):
-        shown = {self.kernel.arg_names[index]: value for (index,), value in self.constexprs.items()}
-        return f"{self.kernel.__name__} {shown} sm_{arch} ({dict(TARGETS)[arch]})"
-
-    def key(self):
-        return (self.kernel, repr(self.signature), repr(self.constexprs), repr(self.attrs), repr(self.options))
+        pointers = [kind for kind in self.signature.values() if kind.startswith("*")]
+        dtype = pointers[0][1:] if pointers else ""
+        return f"{self.kernel.__name__} {dtype} {self.constexprs} sm_{arch} ({dict(TARGETS)[arch]})"
 
 
-def _specialise(kernel, args, kwargs, backend):
-    """Signature, constexprs and divisibility attributes of one launch, from Triton's own binder (the
-    launcher's internals, the same in triton 3.6 and 3.9)."""
-    from triton.runtime.jit import create_function_from_signature
-    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
-    bound, specialisation, options = binder(*args, **kwargs)
-    _, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound, specialisation, options)
-    options = {name: value for name, value in kwargs.items() if name not in kernel.arg_names}
-    return Launch(kernel, signature, constexprs, attrs, options)
+class _Recorded(Exception):
+    """Raised by the stand-in compiler once the JIT has specialised a launch: nothing runs or compiles."""
+
+    def __init__(self, source):
+        super().__init__(source.name)
+        self.source = source
+
+
+class _RecordingDriver:
+    """The part of a Triton driver that JITFunction.run asks for before it compiles: a device, a stream
+    and the target (sm_90). The device is a key of its own, so no cache of a real device is touched."""
+    device = "fastmi-compile-check"
+
+    def get_current_device(self):
+        return self.device
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        from triton.backends.compiler import GPUTarget
+        return GPUTarget("cuda", TARGETS[0][0], 32)
+
+
+def _stand_in_compile(source, *args, **kwargs):
+    raise _Recorded(source)
+
+
+def _forget(kernel, compile=None):
+    """Drop what the JIT built for the recording device, so the next launch builds it anew."""
+    if hasattr(kernel, "binder"):  # triton 3.2: one binder per kernel, made with the compiler of its day
+        kernel.binder = None
+    getattr(kernel, "device_caches", {}).pop(_RecordingDriver.device, None)
+    if compile is not None and "compile" in vars(kernel):
+        kernel.compile = compile
+
+
+def _constexprs(kernel, args, kwargs):
+    bound = {**dict(zip(kernel.arg_names, args)), **kwargs}
+    return {p.name: bound[p.name] for p in kernel.params if p.is_constexpr and p.name in bound}
+
+
+def _specialise(kernel, args, kwargs):
+    """Run the JIT's own launch path (warmup) up to the compiler call, which records its ASTSource.
+    Triton's launcher internals change between releases (3.2's binder, 3.3's device caches, 3.5's
+    _pack_args); this path is the same in all of them."""
+    _forget(kernel)
+    try:
+        kernel.run(*args, grid=(1, ), warmup=True, **kwargs)
+    except _Recorded as recorded:
+        options = {name: value for name, value in kwargs.items() if name not in kernel.arg_names}
+        return Launch(kernel, recorded.source, _constexprs(kernel, args, kwargs), options)
+    raise RuntimeError(f"{kernel.__name__}: Triton's JIT returned without compiling")
 
 
 def record_launches(run_launchers):
     """[Launch] of every distinct launch that run_launchers() makes (nothing runs)."""
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import make_backend
+    import triton.compiler
+    from triton.runtime.driver import driver
     from triton.runtime.jit import JITFunction
-    backend = make_backend(GPUTarget("cuda", TARGETS[0][0], 32))
     launches = {}
 
     def intercept(kernel, grid):
         def launch(*args, **kwargs):
-            recorded = _specialise(kernel, args, kwargs, backend)
-            launches.setdefault(recorded.key(), recorded)
+            recorded = _specialise(kernel, args, kwargs)
+            launches.setdefault((kernel.__name__, recorded.source.hash(), repr(recorded.options)), recorded)
         return launch
 
-    original = JITFunction.__getitem__
-    JITFunction.__getitem__ = intercept
+    original_getitem, original_compile = JITFunction.__getitem__, triton.compiler.compile
+    previous_driver = vars(driver).get("_active", vars(driver).get("active"))  # without creating one
+    JITFunction.__getitem__, triton.compiler.compile = intercept, _stand_in_compile
+    driver.set_active(_RecordingDriver())
     try:
         run_launchers()
     finally:
-        JITFunction.__getitem__ = original
+        JITFunction.__getitem__, triton.compiler.compile = original_getitem, original_compile
+        driver.set_active(previous_driver)
+        for kernel in {launch.kernel for launch in launches.values()}:  # leave no stand-in behind
+            _forget(kernel, original_compile)
     return list(launches.values())
 
 
 def run_launchers():
-    """Every kernel module's compile_examples(): the launches that select all its variants."""
+    """Every kernel module's compile_examples(): the launches that select all its variants, with any
+    triton (the tested range is what this tool checks)."""
     from fastmi import kernels
-    for name in kernels.MODULES:
-        getattr(kernels, name).compile_examples()
+    with kernels.launch.any_triton():
+        for name in kernels.MODULES:
+            getattr(kernels, name).compile_examples()
 
 
 def compile_launch(launch, arch):
     """The CompiledKernel (PTX, cubin, metadata) of one launch for sm_<arch>."""
     import triton
     from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-    source = ASTSource(fn=launch.kernel, signature=launch.signature, constexprs=launch.constexprs,
-                       attrs=launch.attrs)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=launch.options)
+    return triton.compile(launch.source, target=GPUTarget("cuda", arch, 32), options=launch.options)
 
 
 _LAUNCHES = []  # set before the worker processes fork: they inherit it instead of unpickling kernels
@@ -107,21 +160,43 @@ def _compile_job(job):
         return launch.label(arch), f"{type(error).__name__}: {error}".splitlines()[0], None
 
 
+def _isolated_compile_job(job):
+    """_compile_job in a forked child of its own: an abort in Triton's C++ (an LLVM or layout assertion,
+    seen on older releases) fails that variant, where it would kill a pool worker and hang the pool."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compile, send the pickled result, leave without running any cleanup
+        os.close(read_end)
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(pickle.dumps(_compile_job(job)))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    if data:
+        return pickle.loads(data)
+    index, arch, _ = job
+    return _LAUNCHES[index].label(arch), "the compiler crashed (Triton's C++ aborted the process)", None
+
+
 def compile_all(report=False, jobs=None):
     """[(label, error or None, report entry or None)] for every launch and target, in jobs processes."""
     _LAUNCHES[:] = record_launches(run_launchers)
     work = [(index, arch, report) for index in range(len(_LAUNCHES)) for arch, _ in TARGETS]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     if jobs == 1:
-        return [_compile_job(job) for job in work]
+        return [_isolated_compile_job(job) for job in work]
     with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        return pool.map(_compile_job, work, chunksize=1)
+        return pool.map(_isolated_compile_job, work, chunksize=1)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastmi.kernels.compile_check", description=__doc__.split("\n")[0])
     parser.add_argument("--report", metavar="PATH", help="write the static GPU report (JSON) to PATH and print "
                         "its markdown table (registers, spills, SASS counts, predicted pairs/s)")
+    parser.add_argument("--strict", action="store_true", help="with --report: also fail where a variant spills "
+                        "registers beyond static_report.SPILL_ALLOWANCE")
     parser.add_argument("--jobs", type=int, default=None, help="compiling processes (default: one per CPU, at most 8)")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
@@ -130,10 +205,16 @@ def main(argv=None):
     failures = [label for label, error, _ in results if error]
     for label, error, _ in results:
         print("FAIL" if error else "ok  ", label, *([error] if error else []))
-    print(f"{len(results) - len(failures)} compiled, {len(failures)} failed")
+    import triton
+    print(f"{len(results) - len(failures)} compiled, {len(failures)} failed (triton {triton.__version__})")
     if args.report and not failures:
-        from .static_report import write_report
-        print(write_report([entry for _, _, entry in results], args.report))
+        from .static_report import unexpected_spills, write_report
+        entries = [entry for _, _, entry in results]
+        print(write_report(entries, args.report))
+        spills = unexpected_spills(entries)
+        for name, arch, stores, loads in spills:
+            print(f"SPILL {name} {arch}: {stores} bytes stored, {loads} loaded per thread")
+        failures += spills if args.strict else []
     if failures:
         sys.exit(1)
 

@@ -302,9 +302,15 @@ def _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo,
 
 # Tiles (static report, README "Static GPU report"): the forward's 64 x 32 pairs at 4 warps, and the
 # backward's 64 x 32 at 8 warps (fp16/bf16) or 64 x 16 at 4 warps (fp32, whose MMA operands come in
-# two parts), keep every variant free of spills, the forward at 3-5 programs per SM.
-FWD = dict(BM=64, BN=32, num_warps=4, num_stages=2)
+# two parts), keep every variant free of spills, the forward at 3-5 programs per SM, on every triton of
+# the tested range (3.4-3.9: each ships its own ptxas). The fp16/bf16 forward is not software-pipelined:
+# two stages spilled on sm_80 with triton 3.5-3.7, and one stage issues ~10% fewer instructions per tile.
+FWD = dict(BM=64, BN=32, num_warps=4)
 BWD = dict(BM=64, num_stages=1)
+
+
+def _forward_stages(dtype):
+    return 2 if dtype == torch.float32 else 1
 
 
 def _feature_block(d, dtype):
@@ -397,7 +403,7 @@ def _chain_launch(x, offsets, loo, rows, splits, wide_offsets):
     ends = offsets[1:] + [offsets[-1]] * (MAX_LAYERS - layers)
     launch(_kde_chain_fwd_kernel, grid, *_mma_operands(x), norms, partial, n, norms.shape[1], layers, *ends, start,
            stop, x.stride(0), cols_per_split, LOO=loo, BK=block, SLOTS=SLOTS, SPLIT=x.dtype == torch.float32,
-           WIDE=wide_offsets, **FWD)
+           WIDE=wide_offsets, num_stages=_forward_stages(x.dtype), **FWD)
     return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
 
 
@@ -447,13 +453,19 @@ def _backward_factors(sums, loo, length):
     return _padded(sums * LOG2E.value if loo else torch.exp(-sums), length, 0.0)
 
 
-def _backward_meta(x, y):
+def _backward_columns(dtype):
+    return 16 if dtype == torch.float32 else 32  # fp32 MMA operands come in two parts (tf32 hi, lo)
+
+
+def _backward_meta(x, y, wide_offsets):
     """Tiles of the backward. The output chunk BF: every chunk recomputes the pair tiles, so it is as
     wide as two fp32 accumulators (x and y) allow without spilling: up to 128 features for fp16/bf16
-    (D = 512: pair work done 4 times, not 8), 64 for fp32, whose tf32 hi/lo parts take the registers."""
+    (D = 512: pair work done 4 times, not 8), 64 for fp32, whose tf32 hi/lo parts take the registers,
+    and 32 for fp32 with int64 offsets (64 spilled on sm_80 with triton 3.3 and 3.5)."""
     split = x.dtype == torch.float32
-    chunk = max(16, min(64 if split else 128, triton.next_power_of_2(max(x.shape[1], y.shape[1]))))
-    return dict(BN=16 if split else 32, num_warps=4 if split else 8, BF=chunk, SPLIT=split,
+    widest = (32 if wide_offsets else 64) if split else 128
+    chunk = max(16, min(widest, triton.next_power_of_2(max(x.shape[1], y.shape[1]))))
+    return dict(BN=_backward_columns(x.dtype), num_warps=4 if split else 8, BF=chunk, SPLIT=split,
                 BKX=_feature_block(x.shape[1], x.dtype), BKY=_feature_block(y.shape[1], y.dtype), **BWD)
 
 
@@ -477,15 +489,16 @@ def backward_launch(kernel, x, y, row_args, rows, splits, wide_offsets, **conste
     start, stop = _row_range(rows, n)
     x, y = _layer_operand(x), _layer_operand(y)
     dx, dy = x.shape[1], y.shape[1]
-    meta = _backward_meta(x, y)
-    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], meta["BN"], splits, x.device)
+    bn = _backward_columns(x.dtype)
+    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], bn, splits, x.device)
     gx = torch.empty((n_splits, stop - start, dx), device=x.device, dtype=torch.float32)
     gy = torch.empty((n_splits, stop - start, dy), device=x.device, dtype=torch.float32)
-    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), meta["BF"]))
-    norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], meta["BN"])[0] for v in (x, y))
+    norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], bn)[0] for v in (x, y))
     padded_n = norms_x.shape[0]
     extra = row_args(padded_n)
     wide_offsets = wide(x, y, gx, gy, *extra) if wide_offsets is None else wide_offsets
+    meta = _backward_meta(x, y, wide_offsets)
+    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), meta["BF"]))
     launch(kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, *extra, gx, gy, n, padded_n, start,
            stop, dx, dy, x.stride(0), y.stride(0), cols_per_split, WIDE=wide_offsets, **constexprs, **meta)
     return gx.sum(0)[:, :widths[0]], gy.sum(0)[:, :widths[1]]

@@ -4,6 +4,8 @@
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# What triton < 3.10 does by default, stated so that 3.9 does not warn that its default will change.
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402  (importing torch does not import triton)

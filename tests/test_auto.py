@@ -7,7 +7,6 @@ import torch
 
 import fastmi
 from fastmi.estimators import auto, ksg
-from fastmi.significance import row_permutations
 
 
 def gaussians(n, d, rho, seed=0):

@@ -9,6 +9,8 @@ from fastmi import reference
 from fastmi.estimators import binned
 from helpers import noisy_copy_pair
 
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
+
 BACKENDS = ["torch", "triton"]
 
 

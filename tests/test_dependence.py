@@ -1,7 +1,6 @@
 """fastmi.hsic, fastmi.cka, fastmi.distance_correlation: against dense float64 references, gradients,
 the properties each measure must have, bad input."""
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +10,8 @@ import fastmi
 from fastmi import bandwidth, reference
 from fastmi.measures import pair_sums
 from fastmi.significance import row_permutations
+
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
 
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 

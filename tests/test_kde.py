@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import fastmi
-from fastmi import bandwidth, kernels, reference
+from fastmi import bandwidth, kernels
 from fastmi.estimators import kde_torch
 from helpers import TOL, kde_reference, relative_error, shifted_pair
+
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
 
 # (backend, dtype). The Triton interpreter gets bf16 arithmetic wrong, so on CPU the triton back-end
 # runs bf16 inputs as float32 operands (tests/test_gpu.py checks real bf16 kernels on a GPU).

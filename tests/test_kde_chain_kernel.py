@@ -7,6 +7,8 @@ import torch
 
 from fastmi import kernels
 
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
+
 LN2 = math.log(2.0)
 
 

@@ -6,6 +6,8 @@ import torch
 from fastmi import kernels
 from fastmi.estimators import binned, unit
 
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
+
 
 def test_kde_launchers_refuse_what_they_cannot_index():
     x = torch.randn(100, 4)

@@ -14,6 +14,8 @@ from fastmi.estimators import ksg
 from fastmi.reference import gaussian_mi
 from helpers import shared_column_pair
 
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
+
 
 def scaled(a, b):
     return ksg.standardized(a), ksg.standardized(b)

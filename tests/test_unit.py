@@ -10,6 +10,8 @@ from fastmi import reference
 from fastmi.estimators import unit
 from helpers import noisy_copy_pair
 
+pytestmark = pytest.mark.kernels  # they run the Triton kernels: CI reruns them on other tritons
+
 
 def on_bin_centres(n, d, bins, seed=0):
     """float32 data whose per-column min/max are exactly 0 and 1 and whose values sit inside bins."""

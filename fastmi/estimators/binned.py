@@ -126,7 +126,10 @@ def row_hash(x, bins, value_range, backend, shard=None):
     keys = column_keys(x.shape[1], x.device)
     if backend == "triton":
         operand = x.to(torch.int8) if x.dtype == torch.bool else x
-        return kernels.binned.bin_hash(operand.contiguous(), keys, lo, scale, bins, discrete)
+        try:
+            return kernels.binned.bin_hash(operand.contiguous(), keys, lo, scale, bins, discrete)
+        except kernels.KernelUnavailable:
+            pass  # this triton cannot build the kernel (warned once): the torch path below
     return row_hash_torch(x, keys, lo, scale, bins, discrete)
 
 

@@ -231,15 +231,21 @@ def chain_log_sums(x, offsets, loo, backend, row_start, row_stop):
     """(2L - 1, rows) natural-log kernel sums (the layers' marginals, then the successive pairs' joints),
     and the kernel tiles the back-end keeps for the backward (a flat tensor, empty where it keeps none)."""
     cache = x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),))
-    sums = BACKENDS[backend].chain_log_sums(x, offsets, loo, rows=(row_start, row_stop),
-                                            cache=cache if cache.numel() else None)
+    try:
+        sums = BACKENDS[backend].chain_log_sums(x, offsets, loo, rows=(row_start, row_stop),
+                                                cache=cache if cache.numel() else None)
+    except kernels.KernelUnavailable:  # this triton cannot build the kernel (warned once): torch, in float32
+        sums = kde_torch.chain_log_sums(x.float(), offsets, loo, rows=(row_start, row_stop))
     return sums, cache
 
 
 def chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop):
     """d(sum_l weights_l * sum of pair l's row terms)/dx before the factor 2 ln2 / N; sums: every row's."""
-    return BACKENDS[backend].chain_grads(x, offsets, sums, weights, loo, rows=(row_start, row_stop),
-                                         cache=cache if cache.numel() else None)
+    try:
+        return BACKENDS[backend].chain_grads(x, offsets, sums, weights, loo, rows=(row_start, row_stop),
+                                             cache=cache if cache.numel() else None)
+    except kernels.KernelUnavailable:  # this triton cannot build the kernel (warned once): torch, in float32
+        return kde_torch.chain_grads(x.float(), offsets, sums, weights, loo, rows=(row_start, row_stop))
 
 
 def _op(custom_op, function, *args):

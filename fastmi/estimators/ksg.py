@@ -85,10 +85,14 @@ def neighbour_counts(x, y, k, backend):
     compute the same float64 max-norm distances, so they give the same numbers, ties included."""
     if uses_tree(x, y, backend):
         return tree_counts(x, y, k)
-    tile = TRITON_TILE if backend == "triton" else ORDER_TILE
-    x, y, boxes = prepared(x, y, tile)  # rows in k-d order: the estimate is a mean over rows, their order is free
+    # rows in k-d order: the estimate is a mean over rows, their order is free
     if backend == "triton":
-        return kernels.ksg.neighbour_counts(x, y, k, tile, boxes)
+        ordered_x, ordered_y, boxes = prepared(x, y, TRITON_TILE)
+        try:
+            return kernels.ksg.neighbour_counts(ordered_x, ordered_y, k, TRITON_TILE, boxes)
+        except kernels.KernelUnavailable:
+            pass  # this triton cannot build the kernels (warned once): the torch path below
+    x, y, boxes = prepared(x, y, ORDER_TILE)
     return neighbour_counts_torch(x, y, k, boxes)
 
 

@@ -45,7 +45,10 @@ class UnitMI(Estimator):
         (a, *ranges_a), (b, *ranges_b) = (column_ranges(x, bins, value_range, shard) for x in (a, b))
         if shard is None and backend == "triton" and bins <= TRITON_MAX_BINS and not needs_grad:
             ranges = [r.float().contiguous() for r in (*ranges_a, *ranges_b)]
-            return kernels.binned.unit_pair_mi(a.contiguous(), b.contiguous(), *ranges, bins, soft)
+            try:
+                return kernels.binned.unit_pair_mi(a.contiguous(), b.contiguous(), *ranges, bins, soft)
+            except kernels.KernelUnavailable:
+                pass  # this triton cannot build the kernel (warned once): the torch path below
         n = a.shape[0] if shard is None else sum(shard.sizes)
         block = max(1, BLOCK_BYTES // (bins * bins * b.shape[1] * 28))  # float32 counts + float64 p log p
         rows = []

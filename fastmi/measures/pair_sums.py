@@ -55,9 +55,13 @@ class GramSums(torch.autograd.Function):
         ctx.offsets, ctx.kind, ctx.gammas, ctx.backend, ctx.dtype = offsets, kind, gammas, backend, dtype
         ctx.launches = _launch_pairs(len(offsets) - 1, pairs)
         ctx.rows = (0, x_all.shape[0]) if shard is None else shard.rows  # this process's rows
+        sums = None
         if backend == "triton":
-            sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, ctx.rows, ctx.launches)
-        else:
+            try:
+                sums, rows = triton_sums(_operands(x_all, offsets, kind, gammas, dtype), kind, ctx.rows, ctx.launches)
+            except kernels.KernelUnavailable:  # this triton cannot build the kernel (warned once): torch
+                ctx.backend = "torch"
+        if sums is None:
             sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *ctx.rows)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
@@ -67,11 +71,15 @@ class GramSums(torch.autograd.Function):
     def backward(ctx, g_sums, g_rows):
         (x,) = ctx.saved_tensors
         mixing = 2 * (g_sums + g_sums.T)  # 2 G
+        grad = None
         if ctx.backend == "triton":
             layers = _operands(x, ctx.offsets, ctx.kind, ctx.gammas, ctx.dtype)
-            grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows, ctx.rows, x.dtype,
-                                ctx.launches)
-        else:
+            try:
+                grad = triton_grads(layers, _scales(ctx.kind, ctx.gammas), ctx.kind, mixing, g_rows, ctx.rows,
+                                    x.dtype, ctx.launches)
+            except kernels.KernelUnavailable:
+                pass  # this triton cannot build the kernel (warned once): the torch path
+        if grad is None:
             grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing,
                        g_rows)
         return grad, None, None, None, None, None, None, None, None
