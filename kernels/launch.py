@@ -87,9 +87,9 @@ def any_triton():
 
 def _check_version():
     """Below the tested floor: KernelUnavailable for every kernel; above the tested range: one warning."""
-    found, (low, high) = triton_version(), TESTED_TRITON
     if _ANY_TRITON:
         return
+    found, (low, high) = triton_version(), TESTED_TRITON
     if found < low:
         message = (f"triton {triton.__version__} is older than the triton fastmi's kernels are tested with "
                    f"({_tested_range()}; triton 3.2's compiler aborts on some of them), so fastmi runs its torch "
@@ -105,7 +105,7 @@ def _check_version():
 def _variant(kernel, args, meta):
     """What selects a compiled variant, as far as the launch site decides it: dtypes and constexprs."""
     dtypes = tuple(str(a.dtype) for a in args if isinstance(a, torch.Tensor))
-    return kernel.__name__ if hasattr(kernel, "__name__") else repr(kernel), dtypes, repr(sorted(meta.items()))
+    return kernel.__name__, dtypes, repr(sorted(meta.items()))
 
 
 _COMPILER = os.path.dirname(os.path.abspath(triton.compiler.__file__)) + os.sep
