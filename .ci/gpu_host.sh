@@ -3,7 +3,7 @@
 # setuptools, and no package registry (no scipy, scikit-learn, hypothesis, matplotlib, dcor). In a venv
 # of only those (numpy < 2.4: triton 3.6's interpreter needs it), fastmi installs as the script installs
 # it, the GPU tests collect, every module the script runs imports, and `python -m bench gpu --quick`
-# runs its code in the interpreter.
+# runs its code (in the interpreter: no GPU here).
 #   usage: .ci/gpu_host.sh CACHE_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +25,4 @@ print("GPU-host rehearsal: torch", torch.__version__, "triton", triton.__version
 PY
 python -m pytest --collect-only -q -m gpu -p no:cacheprovider tests/test_gpu.py | tail -n 1
 python -c "import bench.gpu, bench.overhead, fastmi.kernels.compile_check"
-TRITON_INTERPRET=1 python -m bench gpu --quick --out "$cache/gpu-quick"
+python -m bench gpu --quick --out "$cache/gpu-quick"

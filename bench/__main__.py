@@ -111,6 +111,10 @@ def dependence(args):
 
 
 def gpu(args):
+    import torch  # (torch does not import triton)
+    if args.quick and not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"  # the smoke test on a CPU: the kernels' code in the interpreter,
+        # which must be chosen before fastmi imports triton
     from bench.gpu import run
     run(args.quick)
 

@@ -28,8 +28,6 @@ import subprocess
 import sys
 import time
 
-from fastmi.monitor import new_figure
-
 METHODS = ("fastmi", "dense", "numpy", "keops")
 BASELINE = "dense"
 # peak / (4 N^2 bytes), measured at N = 16384 (dense: fwd+bwd); dcor (the package) builds N x N x D float64
@@ -226,6 +224,9 @@ def _ratio(r, key):
 
 def plot(rows, title):
     """Figure of time and peak memory vs N per method, log-log; methods that could not run are left out."""
+    # imported here: `python -m bench` parses its options without importing fastmi (and so triton), which
+    # lets `gpu --quick` choose the interpreter on a CPU first
+    from fastmi.monitor import new_figure
     fig = new_figure(figsize=(10, 4))
     t_ax, m_ax = fig.subplots(1, 2)
     for method in dict.fromkeys(m for row in rows for m in row["results"]):

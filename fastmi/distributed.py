@@ -105,5 +105,6 @@ def shard_of(layers, group, error=None):
         raise ValueError(f"the ranks hold different feature widths {widths}; every rank must pass the same layers")
     sizes = [shape[0] for shape in shapes]
     if sum(sizes) < 2:
-        raise ValueError(f"MI needs at least 2 samples in the global batch, got N = {sum(sizes)} (ranks: {sizes})")
+        raise ValueError(f"at least 2 samples (rows) are needed in the global batch, got N = {sum(sizes)} "
+                         f"(ranks: {sizes})")
     return Shard(group, sizes, dist.get_rank(group))

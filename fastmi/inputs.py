@@ -80,7 +80,7 @@ def sample_matrices(named, check_finite=True, allow_integer=False, min_rows=2):
             raise ValueError(f"{first_name} and {name} must have the same number of samples (dim 0): {first_name} "
                              f"has shape {tuple(first_raw.shape)}, {name} has shape {tuple(raw.shape)}")
     if first.shape[0] < min_rows:
-        raise ValueError(f"MI needs at least 2 samples, got N = {first.shape[0]}")
+        raise ValueError(f"at least 2 samples (rows) are needed, got N = {first.shape[0]}")
     if check_finite:
         for (name, _), x in zip(named, matrices):
             if x.is_floating_point() and not bool(torch.isfinite(x).all()):

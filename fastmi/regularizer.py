@@ -97,12 +97,19 @@ class Regularizer:
                              f"and max_samples={max_samples!r}")
         self._minimum = 2 if pairs == "successive" else 1  # captured layers a term needs
         self.modules = _resolve_layers(model, layers, pairs, self._minimum)
+        names = {id(m): name for name, m in model.named_modules()}
+        self._names = [names[id(m)] or type(m).__name__ for m in self.modules]  # for error messages
         self.weight, self.maximize, self.max_samples, self.every = float(weight), maximize, max_samples, every
         self.budget = 1.0 if budget is None else float(budget)
         self.estimator, self.estimator_kwargs = estimator, estimator_kwargs
         self.last, self.samples, self.modelled_overhead = [], None, None
-        self._fan_in = {}  # module index -> fan-in of its latest run (for max_samples="auto")
+        # module index -> fan-in of its latest run (max_samples="auto"); every key from the start, so that
+        # torch.compile sees one dict shape (a key added at the first step was a recompile)
+        self._fan_in = dict.fromkeys(range(len(self.modules)), 0)
         self._calls = 0
+        # whether the hooks keep the next forward's outputs: a bool the hooks read instead of the call
+        # count, which torch.compile would guard on (a recompile per step); with every=1 it never changes
+        self._capturing = True
         self._captured = {}  # module index -> latest output, in the order the modules ran
         self._input = None  # pairs="input": the positional arguments of the model's latest forward
         self._model = model if pairs == "input" else None
@@ -116,7 +123,7 @@ class Regularizer:
         return self._model if index == INPUT else self.modules[index]
 
     def _capture(self, index, module, inputs, output):
-        if self._calls % self.every != 0:
+        if not self._capturing:
             return  # this step will not compute: keep nothing alive
         if index == INPUT:
             self._input = inputs
@@ -129,25 +136,58 @@ class Regularizer:
 
     def __call__(self, *, labels=None):
         """The loss term of the latest forward pass; labels=: the batch's y, with pairs="labels" only. A call
-        that raises (bad labels, say) changes nothing: the captured activations stay, the call does not count."""
+        that raises (bad labels, a NaN in a layer) changes nothing: the captured activations stay, the call
+        does not count. A batch of one row (a last partial batch) gives 0 and a warning, like a skipped step."""
         if self.pairs != "labels" and labels is not None:
             raise TypeError(f"labels= is for pairs='labels'; this Regularizer has pairs={self.pairs!r}")
+        if not self._handles:
+            raise RuntimeError("this Regularizer's hooks were removed (reg.remove(), or its `with` block ended), "
+                               "so it captures nothing: build a new Regularizer to go on")
         if self._calls % self.every != 0:
-            self._calls += 1
-            return torch.zeros((), device=self._device())
+            return self._skipped()
         if len(self._captured) < self._minimum:
             raise RuntimeError("call the Regularizer after a forward pass of the model: "
                                f"{len(self._captured)} of its {len(self.modules)} layers produced output")
         layers = [_per_sample(h) for h in self._captured.values()]
         other, shard = self._checked_operands(layers, labels)
-        self._calls += 1
+        if layers[0].shape[0] < 2 and self.estimator_kwargs.get("group") is None:
+            warn_user(f"Regularizer: a batch of {layers[0].shape[0]} row has no dependence to measure, so the term "
+                      "is 0 for this step (a last partial batch? DataLoader(drop_last=True) avoids it)")
+            return self._skipped()
         self._warn_if_no_gradient(layers)
         fan_ins = [self._fan_in[index] for index in self._captured]
+        rows_state = self._generator.get_state()
+        try:
+            values = self._terms(*self._subsample(layers, fan_ins, other), shard)
+        except Exception as error:
+            self._generator.set_state(rows_state)  # changes nothing: not even the rows the next call draws
+            raise self._named(error, layers, other) from error
+        self._count_call()
         self._captured, self._input = {}, None
-        values = self._terms(*self._subsample(layers, fan_ins, other), shard)
         self.last = values.detach().tolist()
         total = values.sum()
         return -self.weight * total if self.maximize else self.weight * total
+
+    def _skipped(self):
+        """A counted call without a term (every=, a one-row batch): 0, nothing kept, reg.last unchanged."""
+        self._count_call()
+        self._captured, self._input = {}, None
+        return torch.zeros((), device=self._device())
+
+    def _named(self, error, layers, other):
+        """error, or a ValueError that names the watched module (or the input, the labels) whose values
+        are not finite, where the estimator's check found one (it knows its operands only by position)."""
+        operands = [(f"the output of layer {self._names[index]!r}", h) for index, h in zip(self._captured, layers)]
+        if other is not None and other.is_floating_point():
+            operands.append(("the model's input x" if self.pairs == "input" else "labels", other))
+        for name, x in operands:
+            if not bool(torch.isfinite(x.detach()).all()):
+                return ValueError(f"Regularizer: {name} contains NaN or Inf")
+        return error
+
+    def _count_call(self):
+        self._calls += 1
+        self._capturing = self._calls % self.every == 0
 
     def _checked_operands(self, layers, labels):
         """(the operand every term pairs a layer with: None, the model's input x or the labels; the shard

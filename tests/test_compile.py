@@ -1,5 +1,7 @@
 """torch.compile and torch.export: the KDE estimator and the dependence measures' passes are custom ops, with no
 graph break around them."""
+import math
+
 import pytest
 import torch
 
@@ -84,3 +86,27 @@ def test_dependence_custom_ops_pass_opcheck():
              (pair_sums.pair_grads_op, (a, b, torch.tensor([0.5, -1.0, 2.0]), torch.randn(2, 90), False, 5, 70))]
     for op, args in cases:
         torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("options, graphs", [(dict(), 1), (dict(every=3), 2), (dict(pairs="input", max_samples="auto", budget=50), 1)])
+def test_compiled_training_with_the_regularizer_compiles_once(options, graphs):
+    """60 training steps of torch.compile(model, fullgraph=True) with a Regularizer: its hooks read a bool
+    that changes only with every= (capturing or not), never the step count, so the model compiles once
+    (twice with every=3) and never reaches the recompile limit, which fullgraph=True makes an error."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    reg = fastmi.Regularizer(model, weight=0.1, backend="torch", check_finite=False, **options)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    values = []
+    for _ in range(60):
+        loss = compiled(torch.randn(48, 5)).square().mean() + reg()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        values.append(list(reg.last))
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert all(v and all(math.isfinite(t) for t in v) for v in values)

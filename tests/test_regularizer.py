@@ -98,7 +98,7 @@ def test_remove_and_context_manager_detach_hooks():
         assert all(len(model[i]._forward_hooks) == 1 for i in (0, 2, 4))
     assert all(len(model[i]._forward_hooks) == 0 for i in (0, 2, 4))
     model(data())
-    with pytest.raises(RuntimeError, match="after a forward pass"):
+    with pytest.raises(RuntimeError, match="hooks were removed"):
         reg()
 
 
@@ -348,8 +348,49 @@ def test_the_input_hook_is_removed_and_inert_in_copies():
     reg.remove()
     assert len(model._forward_pre_hooks) == 0 and all(len(model[i]._forward_hooks) == 0 for i in (0, 2, 4))
     model(x)
-    with pytest.raises(RuntimeError, match="after a forward pass"):
+    with pytest.raises(RuntimeError, match="hooks were removed"):
         reg()
+
+
+def test_a_one_row_batch_gives_zero_and_a_warning():
+    """A last partial batch of one row (DataLoader(drop_last=False)) does not stop training: 0, a
+    warning, reg.last as it was, and the next batch has its term."""
+    model = mlp()
+    reg = fastmi.Regularizer(model, backend="torch")
+    model(data(64))
+    reg()
+    before = list(reg.last)
+    model(data(1))
+    with pytest.warns(RuntimeWarning, match="batch of 1 row"):
+        value = reg()
+    assert float(value) == 0.0 and reg.last == before
+    x = data(64, seed=3)
+    model(x)
+    reg()
+    assert reg.last == pytest.approx([float(fastmi.layer_mi(a, b, backend="torch"))
+                                      for a, b in zip(activations(model, x)[:-1], activations(model, x)[1:])], rel=1e-6)
+
+
+def test_a_nan_layer_is_named_and_the_failed_call_changes_nothing():
+    """A NaN raises naming the watched module (not an estimator's operand index), and the call changes
+    nothing: the activations stay (the same error again, not "call after a forward pass"), and the rows
+    the next call draws are those it would have drawn."""
+    torch.manual_seed(0)
+    model = Reversed()
+    reg = fastmi.Regularizer(model, backend="torch", max_samples=20, seed=4)
+    x = data(64)
+    bad = x.clone()
+    bad[:, 0] = float("nan")
+    model(bad)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="output of layer 'first' contains NaN"):
+            reg()
+    model(x)
+    reg()
+    fresh = fastmi.Regularizer(model, backend="torch", max_samples=20, seed=4)
+    model(x)
+    fresh()
+    assert reg.last == fresh.last
 
 
 def test_every_applies_to_the_input_and_the_labels():
