@@ -16,6 +16,14 @@ How each truth is known:
   added: I = I(x; y) (closed form).
   relu: I(relu X; Y) and I(relu X; relu Y) per correlated normal pair by 1-d / 2-d quadrature
   (derivations in relu_pair_mi, relu_relu_pair_mi).
+- "labels & edge cases" (what a researcher meets on the first day):
+  independent: MI = 0.
+  labels: one-hot rows of 10 classes against Gaussian clusters around each class's mean; Monte Carlo of
+  ln p(a | y) - ln p(a) over the exact mixture (I <= H(Y) = ln 10).
+  even: b = a^2 + noise per coordinate (no monotone trend: a rank correlation sees nothing); per coordinate
+  I = h(b) - h(noise), h(b) by quadrature of the exact density of b.
+  quantised: a correlated normal pair rounded to 0.01 (ties); its MI is the continuous -1/2 ln(1 - rho^2)
+  to within ~1e-5 nats (quantising a unit-variance pair at step h changes MI by O(h^2)).
 tests/test_suite.py checks each truth independently (empirical covariances, Monte Carlo over exact densities).
 """
 import functools
@@ -29,7 +37,7 @@ from bench.accuracy import _half_cube, _normal_cdf, _spiral, _student_t_correcti
 from fastmi.reference import gaussian_mi
 
 F64 = torch.float64
-BEYOND_NORMAL, COPULA = "beyond-normal", "non-gaussian copula"
+BEYOND_NORMAL, COPULA, EDGE = "beyond-normal", "non-gaussian copula", "labels & edge cases"
 
 MI_KEEPING_MAPS = {
     "": lambda a, b: (a, b),
@@ -52,6 +60,7 @@ MIXTURES = {
 def extended_tasks(n, seed=0):
     yield from beyond_normal_tasks(n, seed)
     yield from non_gaussian_copula_tasks(n, seed)
+    yield from edge_case_tasks(n, seed)
 
 
 # ------------------------------------------------------------------------------------------ beyond normal
@@ -214,3 +223,69 @@ def relu_relu_pair_mi(rho):
     p00 = 0.25 + math.asin(rho) / (2 * math.pi)
     quadrant = integrate.dblquad(both_positive, 0, np.inf, 0, np.inf)[0]
     return quadrant + 2 * _one_zero_part(rho, 0) + p00 * math.log(4 * p00)
+
+
+# ------------------------------------------------------------------------------------- labels & edge cases
+
+def edge_case_tasks(n, seed=0):
+    g = torch.Generator().manual_seed(seed * 1000 + 303)
+    yield "independent gaussians (MI = 0) 5x5", EDGE, *torch.randn(2, n, 5, generator=g, dtype=F64), 0.0
+    a, b, truth = labelled_clusters(n, g)
+    yield f"one-hot labels of {CLASSES} gaussian clusters {a.shape[1]}x{CLASSES}", EDGE, a, b, truth
+    a = torch.randn(n, 5, generator=g, dtype=F64)
+    b = a.square() + EVEN_NOISE * torch.randn(n, 5, generator=g, dtype=F64)
+    yield f"even: b = a^2 + {EVEN_NOISE} noise 5x5", EDGE, a, b, 5 * even_pair_mi(EVEN_NOISE)
+    x, y, truth = split_gaussian(n, paired_cov(1, 1, 0.8), 1, g)
+    yield "rho=0.8 rounded to 0.01 1x1", EDGE, torch.round(x, decimals=2), torch.round(y, decimals=2), truth
+
+
+CLASSES, CLUSTER_DIM, CLUSTER_SPREAD = 10, 8, 1.0  # class means ~ N(0, spread^2 I), unit noise around them
+EVEN_NOISE = 1.0
+
+
+def cluster_means():
+    """The classes' means (CLASSES, CLUSTER_DIM): the same for every seed."""
+    return CLUSTER_SPREAD * torch.randn(CLASSES, CLUSTER_DIM, generator=torch.Generator().manual_seed(7), dtype=F64)
+
+
+def labelled_clusters(n, g):
+    """(a, one-hot y, I(a; y)): y uniform over CLASSES, a = mean_y + N(0, I)."""
+    y = torch.randint(0, CLASSES, (n,), generator=g)
+    a = cluster_means()[y] + torch.randn(n, CLUSTER_DIM, generator=g, dtype=F64)
+    return a, torch.nn.functional.one_hot(y, CLASSES).to(F64), cluster_mi_monte_carlo()[0]
+
+
+@functools.lru_cache
+def cluster_mi_monte_carlo(samples=200_000, seed=0):
+    """(MI, standard error): the mean of ln p(a | y) - ln p(a) over samples, p(a) the equal-weight mixture of
+    the classes' unit Gaussians (mixture_logpdf)."""
+    g = torch.Generator().manual_seed(seed)
+    means = cluster_means()
+    y = torch.randint(0, CLASSES, (samples,), generator=g)
+    a = means[y] + torch.randn(samples, CLUSTER_DIM, generator=g, dtype=F64)
+    covs = torch.eye(CLUSTER_DIM, dtype=F64).expand(CLASSES, -1, -1)
+    ratio = -0.5 * (a - means[y]).square().sum(1) - 0.5 * CLUSTER_DIM * math.log(2 * math.pi) \
+        - mixture_logpdf(a, means, covs)
+    return float(ratio.mean()), float(ratio.std() / math.sqrt(samples))
+
+
+def even_density(b, noise):
+    """Density of b = a^2 + noise * z, a and z standard normals, at the points b (numpy): the 1-d integral
+    over a of phi(a) phi((b - a^2) / noise) / noise, on a fine grid of a (the integrand is smooth)."""
+    a = np.linspace(-9, 9, 9001)
+    weight = np.exp(-a * a / 2) / math.sqrt(2 * math.pi) * (a[1] - a[0])
+    out = np.empty_like(b)
+    for start in range(0, len(b), 500):
+        part = b[start:start + 500, None] - a * a
+        out[start:start + 500] = (np.exp(-part * part / (2 * noise ** 2)) @ weight) / (noise * math.sqrt(2 * math.pi))
+    return out
+
+
+@functools.lru_cache
+def even_pair_mi(noise):
+    """I(a; a^2 + noise z) = h(b) - h(noise z), h(b) = -integral p ln p over a grid of b wide enough that the
+    tails outside it hold < 1e-12 of the mass."""
+    b = np.linspace(-10 * noise, 90 + 10 * noise, 40001)
+    p = even_density(b, noise)
+    entropy = -float(np.sum(np.where(p > 0, p * np.log(np.where(p > 0, p, 1)), 0)) * (b[1] - b[0]))
+    return entropy - 0.5 * math.log(2 * math.pi * math.e * noise ** 2)

@@ -1,6 +1,9 @@
-"""estimator="auto": KSG where the joint sample's intrinsic dimension is low and it has no point masses,
-GCMI elsewhere; the intrinsic-dimension estimate itself; mi_test with the choice made once."""
+"""estimator="auto": the plug-in MI for discrete sides, Ross's kNN estimator (bounded by H(Y)) for one
+discrete side, KSG where the joint sample's intrinsic dimension is low and it has no point masses, GCMI
+for point masses, the larger of GCMI and KSG elsewhere, never GCMI on a singular joint; the
+intrinsic-dimension estimate itself; mi_test with the choice made once."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -55,9 +58,9 @@ def test_low_dimensional_joints_take_ksg_exactly():
         assert value(a, b, "auto") == value(a, b, "ksg") and value(a, b, "auto", k=5) == value(a, b, "ksg", k=5)
 
 
-def test_high_dimensional_joints_and_point_masses_take_gcmi():
+def test_high_dimensional_joints_take_the_larger_and_point_masses_gcmi():
     a, b = gaussians(1000, 10, 0.5)
-    assert chosen(a, b) == "gcmi" and value(a, b, "auto") == value(a, b, "gcmi")
+    assert chosen(a, b) == "larger" and value(a, b, "auto") == max(value(a, b, "gcmi"), value(a, b, "ksg"))
     relu = a[:, :1].relu(), b[:, :1].relu()  # a quarter of the rows are (0, 0): eps = 0 for KSG
     assert chosen(*relu) == "gcmi" and value(*relu, "auto") == value(*relu, "gcmi")
     assert chosen(a[:5, :1], b[:5, :1], k=5) == "gcmi"  # k >= N: KSG cannot run
@@ -72,11 +75,88 @@ def test_auto_beats_ksg_where_ksg_fails_and_matches_it_where_it_works():
 
 
 def test_mi_test_uses_the_choice_of_the_unpermuted_data():
-    for a, b, name in ((*gaussians(300, 1, 0.3), "ksg"), (*gaussians(300, 12, 0.2), "gcmi")):
+    relu = tuple(x[:, :2].relu() for x in gaussians(300, 2, 0.3))
+    for a, b, name in ((*gaussians(300, 1, 0.3), "ksg"), (*relu, "gcmi")):
         result = fastmi.mi_test(a, b, estimator="auto", permutations=10, seed=3, backend="torch")
         same = fastmi.mi_test(a, b, estimator=name, permutations=10, seed=3, backend="torch")
         assert (result.estimate, result.null_mean, result.p_value) == (same.estimate, same.null_mean, same.p_value)
         assert result.estimator == "auto"
+    a, b = gaussians(300, 12, 0.2)  # "larger": every surrogate is the larger of its two estimates too
+    result = fastmi.mi_test(a, b, estimator="auto", permutations=20, seed=3, backend="torch")
+    both = [fastmi.mi_test(a, b, estimator=name, permutations=20, seed=3, backend="torch") for name in ("gcmi", "ksg")]
+    assert result.estimate == max(r.estimate for r in both)
+    assert result.null_mean >= max(r.null_mean for r in both)
+
+
+def clusters(n, seed):
+    from bench import suite
+    a, y, truth = suite.labelled_clusters(n, torch.Generator().manual_seed(seed))
+    return a, y, truth
+
+
+def test_one_hot_labels_take_ross_and_stay_below_the_label_entropy():
+    """The first-day case: auto on (layer, one-hot labels) picked GCMI (duplicates) and returned more than
+    H(Y). Now Ross's estimator: near the truth, never above the labels' entropy, with either side first."""
+    a, y, truth = clusters(1500, seed=41)
+    entropy = auto.entropy(y.argmax(1))
+    assert chosen(a, y) == "labels" and chosen(y, a) == "labels"
+    estimate = value(a, y, "auto")
+    assert abs(estimate - truth) < 0.15 and estimate <= float(entropy) + 1e-12
+    assert value(y, a, "auto") == pytest.approx(estimate, abs=1e-12)
+    # the bound binds where kNN counts would pass it: a layer that is a noisy copy of the labels
+    copy = y + 1e-3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert value(copy, y, "auto") == pytest.approx(float(entropy), abs=1e-9)
+
+
+def test_ross_matches_scikit_learn_and_its_published_case():
+    """scikit-learn's own test of its discrete-continuous estimator (test_compute_mi_cd): X ~ Bernoulli,
+    Y | X = 0 ~ U(-1, 1), Y | X = 1 ~ U(0, 2), I = H(Y) - ln 2 in closed form, within 10%; and the same
+    number as mutual_info_classif (which scales y and jitters it by 1e-10)."""
+    import numpy as np
+    from sklearn.feature_selection import mutual_info_classif
+    rng = np.random.RandomState(0)  # their sampling, as in their test
+    for p in (0.3, 0.5, 0.7):
+        x = rng.uniform(size=1000) > p
+        y = np.empty(1000)
+        y[~x] = rng.uniform(-1, 1, size=int((~x).sum()))
+        y[x] = rng.uniform(0, 2, size=int(x.sum()))
+        theory = -0.5 * ((1 - p) * math.log(0.5 * (1 - p)) + p * math.log(0.5 * p) + math.log(0.5)) - math.log(2)
+        for k in (3, 5, 7):
+            estimate = value(x.astype(float), y, "auto", k=k)
+            assert estimate == pytest.approx(theory, rel=0.1)
+            peer = mutual_info_classif(y[:, None], x.astype(int), n_neighbors=k, random_state=0)[0]
+            assert estimate == pytest.approx(peer, abs=1e-6)
+
+
+def test_two_discrete_sides_take_the_plug_in_mi():
+    from sklearn.metrics import mutual_info_score
+    g = torch.Generator().manual_seed(5)
+    u = torch.randint(0, 4, (800,), generator=g)
+    v = (u + torch.randint(0, 2, (800,), generator=g)) % 5
+    a, b = torch.nn.functional.one_hot(u).double(), v.double()[:, None]
+    assert chosen(a, b) == "plug-in"
+    assert value(a, b, "auto") == pytest.approx(mutual_info_score(u.numpy(), v.numpy()), abs=1e-12)
+
+
+def test_even_dependence_is_seen():
+    """dcor's own test_function_variable (b = sin(a) + 3 a^2 per coordinate, 10-d, N = 100): a rank
+    correlation sees nothing of the even part, so GCMI alone gave p = 0.2; dcor, KSG and now auto 1/300."""
+    import numpy as np
+    a = np.random.RandomState(0).multivariate_normal(np.zeros(10), np.eye(10), size=100)
+    b = np.sin(a) + 3 * a ** 2
+    result = fastmi.mi_test(a, b, estimator="auto", permutations=299, seed=0, backend="torch")
+    assert result.p_value < 0.01 < fastmi.mi_test(a, b, estimator="gcmi", permutations=299, seed=0).p_value
+    assert chosen(torch.from_numpy(a), torch.from_numpy(b)) == "larger"
+
+
+def test_a_singular_joint_never_takes_gcmi():
+    """N <= Da + Db: GCMI's shrunk estimate is meaningless (0 or 50 nats on a trained CNN); KSG instead,
+    and no singular-joint warning."""
+    a, b = gaussians(30, 20, 0.5)
+    assert chosen(a, b) == "ksg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert value(a, b, "auto") == value(a, b, "ksg")
 
 
 def test_bad_options():

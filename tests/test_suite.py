@@ -35,14 +35,14 @@ def _log_zero_given(y, rho):
 
 def test_tasks_are_finite_float64_with_their_stated_shapes():
     tasks = _tasks(0)
-    assert {family for _, family, *_ in tasks} == {"beyond-normal", "non-gaussian copula"}
+    assert {family for _, family, *_ in tasks} == {"beyond-normal", "non-gaussian copula", "labels & edge cases"}
     assert len({name for name, *_ in tasks}) == len(tasks)
     for name, _, a, b, truth in tasks:
         da, db = map(int, re.search(r"(\d+)x(\d+)$", name).groups())
         assert a.dtype == b.dtype == torch.float64, name
         assert a.shape == (N, da) and b.shape == (N, db), name
         assert torch.isfinite(a).all() and torch.isfinite(b).all(), name
-        assert 0.1 < truth < 3, name
+        assert 0.1 < truth < 3 or (truth == 0 and "MI = 0" in name), name
 
 
 def test_tasks_are_deterministic_per_seed_and_differ_across_seeds():
@@ -158,3 +158,36 @@ def test_embedded_gaussians_carry_their_latents_and_nothing_else():
         # no noise: a is a function of its 2 latent columns (the maps are drawn from seed dim, a's first)
         again = suite.smooth_embedding(a[:, :2], dim, torch.Generator().manual_seed(dim))
         assert torch.allclose(again, a, rtol=0, atol=1e-12)
+
+
+def test_cluster_truth_is_below_the_label_entropy_and_stable_across_seeds():
+    mean, se = suite.cluster_mi_monte_carlo()
+    mean2, se2 = suite.cluster_mi_monte_carlo(seed=1)
+    assert se < 0.005 and abs(mean - mean2) < 3 * math.hypot(se, se2)
+    assert 0.5 < mean < math.log(suite.CLASSES)
+    a, y, truth = suite.labelled_clusters(5000, torch.Generator().manual_seed(3))
+    assert torch.equal(y.sum(1), torch.ones(5000, dtype=y.dtype)) and truth == mean
+    # the class means are what the rows scatter around (unit noise)
+    means = torch.stack([a[y[:, c] == 1].mean(0) for c in range(suite.CLASSES)])
+    assert torch.allclose(means, suite.cluster_means(), atol=0.25)
+
+
+def test_even_truth_by_monte_carlo_over_an_independent_marginal():
+    """I(a; a^2 + s z): the mean of ln p(b | a) - ln p(b), p(b) a Monte Carlo average over 10,000 fresh a
+    (not the quadrature), against the quadrature's value."""
+    noise, n = suite.EVEN_NOISE, 4000
+    g = np.random.default_rng(23)
+    a, z, fresh = g.standard_normal(n), g.standard_normal(n), g.standard_normal(10_000)
+    b = a * a + noise * z
+    conditional = stats.norm.logpdf(b, loc=a * a, scale=noise)
+    marginal = np.log(np.mean(stats.norm.pdf(b[:, None], loc=fresh[None, :] ** 2, scale=noise), axis=1))
+    mean, se = _mean_and_se(conditional - marginal, n)
+    assert abs(mean - suite.even_pair_mi(noise)) < 4 * se + 0.01
+    grid = np.linspace(-5, 40, 2001)
+    assert np.sum(suite.even_density(grid, noise)) * (grid[1] - grid[0]) == pytest.approx(1, abs=1e-4)
+
+
+def test_quantised_task_has_ties_and_the_continuous_truth():
+    name, _, a, b, truth = [t for t in suite.edge_case_tasks(2000) if "rounded" in t[0]][0]
+    assert torch.equal(a, torch.round(a, decimals=2)) and len(torch.unique(a)) < 1000
+    assert truth == pytest.approx(-0.5 * math.log(1 - 0.8 ** 2), rel=1e-12)

@@ -1,25 +1,36 @@
-"""estimator="auto": KSG where kNN distances can resolve the joint distribution, GCMI elsewhere (docs/design.md,
-"auto"; the rule was chosen on the ground-truth suite: README, "Which estimator?").
+"""estimator="auto": the estimator that suits the data, chosen per call (docs/design.md, "auto"; measured on
+the ground-truth suite: README, "Which estimator?"). In order:
 
-KSG's bias grows with the intrinsic dimension of the joint sample, not with its number of columns:
-the k-th neighbour must be close for the local densities to be near constant in its ball (Kraskov et
-al. 2004, sec. III). GCMI (Gaussian copula) does not depend on neighbourhoods, is exact for Gaussian
-copulas at any dimension, and errs where the copula is far from Gaussian — which, among smooth
-dependences, is where low-dimensional structure lets KSG resolve it. So:
+1. Discrete sides. A side is discrete when its entries are integers (class ids, one-hot rows, counts)
+   and its distinct rows repeat more than k times on average. Both discrete: the plug-in MI of the
+   joint symbol counts. One discrete: Ross's kNN estimator for a discrete and a continuous variable
+   (Ross 2014, PLoS ONE 9:e87357; scikit-learn's mutual_info_classif), which is KSG with the discrete
+   side as one column of class ids scaled past every distance of the other side: a row's k-th joint
+   neighbour is then the k-th of its own class, and KSG's marginal counts are Ross's m_i - 1 and
+   N_y - 1 (rows of classes of k or fewer rows are left out, as scikit-learn leaves out singletons).
+   The result is at most the discrete side's plug-in entropy H(Y), the bound I(X; Y) <= H(Y).
+2. Continuous sides, KSG's neighbour structure first. KSG's bias grows with the intrinsic dimension of
+   the joint sample, not with its number of columns (Kraskov et al. 2004, sec. III):
+       m = the Levina-Bickel maximum-likelihood intrinsic dimension of the standardised joint sample,
+           1 / mean_i [(1 / (K - 1)) sum_{j < K} ln(T_K(i) / T_j(i))]   (T_j: distance to the j-th
+           neighbour; the mean of the inverse, MacKay & Ghahramani 2005), over a strided subsample.
+   KSG where m <= MAX_KSG_DIMENSION and no row has k or more exact duplicates (eps = 0: point masses,
+   where KSG counts ties as neighbours and overestimates).
+3. Point masses (ReLU zeros): GCMI (Gaussian copula), which ranks ties together.
+4. High intrinsic dimension: the larger of GCMI and KSG. Both err low there on smooth dependence
+   (KSG's neighbourhoods are too wide; GCMI sees only what ranks see, nothing of an even map such as
+   b = a^2 + noise), and neither errs high without point masses, so the larger is the closer.
+GCMI is never used where the joint of its scores is singular (N <= d_a + d_b, or one side determines
+the other: its shrunk estimate is meaningless there); KSG takes its place. With k >= N (too few rows
+for KSG), GCMI.
 
-    m = the Levina-Bickel maximum-likelihood intrinsic dimension of the standardised joint sample,
-        1 / mean_i [(1 / (K - 1)) sum_{j < K} ln(T_K(i) / T_j(i))]   (T_j: distance to the j-th neighbour;
-        the mean of the inverse, MacKay & Ghahramani 2005), over an evenly strided subsample of rows
-    KSG if m <= MAX_KSG_DIMENSION and no row has k or more exact duplicates (eps = 0: point masses, where
-        KSG counts ties as neighbours and overestimates), else GCMI.
-
-Not differentiable; no group=. mi_test chooses once, on the unpermuted data, and every surrogate uses
-that estimator.
+Not differentiable; no group=. mi_test chooses once, on the unpermuted data, and every surrogate is
+computed by the same rule (the larger of both, for rule 4).
 """
 import torch
 
 from . import ksg
-from .gcmi import GCMI
+from .gcmi import GCMI, normal_scores, whitened
 
 MAX_KSG_DIMENSION = 6.0  # measured: README, "Which estimator?" (flat between 5 and 6 at N = 1000, 2000, 4000)
 NEIGHBOURS = 10  # K of the intrinsic-dimension estimate
@@ -27,26 +38,105 @@ QUERY_ROWS = 512  # rows whose neighbours estimate it (each against all N rows)
 
 
 class Auto(ksg.KSG):
-    """estimator="auto": k (KSG's neighbours, where KSG is chosen). Not differentiable; no group=."""
+    """estimator="auto": k (the neighbours of KSG and Ross's estimator, where chosen). Not differentiable;
+    no group=."""
     name = "auto"
 
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
-        chosen, counts = self.choose(a, b, backend)
-        return ksg.from_counts(*counts, self.k) if chosen == "ksg" else GCMI()(a, b, backend, None)
+        return self.with_null(a, b, [], backend)[0]
 
     @torch.no_grad()
     def with_null(self, a, b, permutations, backend):
-        chosen, _ = self.choose(a, b, backend)
-        return (super() if chosen == "ksg" else GCMI()).with_null(a, b, permutations, backend)
+        """The estimate and, for mi_test, the estimates with b's rows permuted, by the rule choose() picks."""
+        rule, detail = self.choose(a, b, backend)
+        if rule == "plug-in":
+            ids_a, ids_b = detail
+            return _estimates(lambda rows: plug_in_mi(ids_a, ids_b[rows]), permutations)
+        if rule == "labels":
+            x, ids, discrete_a = detail
+
+            def labelled(rows):  # b's rows permuted: the continuous side's if a is the discrete one
+                if rows is None:
+                    return self.ross_mi(x, ids, backend)
+                return self.ross_mi(x[rows], ids, backend) if discrete_a else self.ross_mi(x, ids[rows], backend)
+            return _estimates(labelled, permutations)
+        if rule == "gcmi":
+            return GCMI().with_null(a, b, permutations, backend)
+        if len(permutations):
+            estimate, null = super().with_null(a, b, permutations, backend)
+        else:  # the counts choose() found
+            estimate, null = ksg.from_counts(*detail, self.k), None
+        if rule == "larger":
+            copula, copula_null = GCMI().with_null(a, b, permutations, backend)
+            estimate = torch.maximum(estimate, copula)
+            null = None if null is None else torch.maximum(null, copula_null)
+        return estimate, null
 
     def choose(self, a, b, backend):
-        """("ksg", KSG's (eps, n_a, n_b)) or ("gcmi", None) for validated a, b."""
+        """(rule, what it needs) for validated a, b: ("plug-in", (ids of a, ids of b)), ("labels", (the
+        continuous side standardised, the discrete side's ids, whether the discrete side is a)), ("ksg",
+        KSG's (eps, n_a, n_b)), ("gcmi", None) or ("larger", KSG's counts) (GCMI or KSG, the larger)."""
+        ids_a, ids_b = symbols(a, self.k), symbols(b, self.k)
+        if ids_a is not None and ids_b is not None:
+            return "plug-in", (ids_a, ids_b)
+        if ids_a is not None or ids_b is not None:
+            return "labels", (ksg.standardized(b if ids_b is None else a), ids_b if ids_a is None else ids_a,
+                              ids_a is not None)
+        if self.k >= a.shape[0]:
+            return "gcmi", None  # too few rows for KSG's k neighbours
         x, y = ksg.standardized(a), ksg.standardized(b)
-        if self.k >= x.shape[0] or intrinsic_dimension(torch.cat([x, y], dim=1)) > MAX_KSG_DIMENSION:
-            return "gcmi", None
         counts = ksg.neighbour_counts(x, y, self.k, backend)
-        return ("gcmi", None) if bool((counts[0] == 0).any()) else ("ksg", counts)
+        point_masses = bool((counts[0] == 0).any())
+        if not point_masses and intrinsic_dimension(torch.cat([x, y], dim=1)) <= MAX_KSG_DIMENSION:
+            return "ksg", counts
+        if copula_is_singular(a, b):
+            return "ksg", counts
+        return ("gcmi", None) if point_masses else ("larger", counts)
+
+    def ross_mi(self, x, ids, backend):
+        """Ross's estimate of I(x; y) for class ids y (N,) and standardised x, at most the plug-in entropy
+        of the classes used."""
+        sizes = torch.bincount(ids)
+        kept = sizes[ids] > self.k  # a class needs k other rows for a k-th neighbour of its own
+        x, ids = x[kept], ids[kept]
+        if ids.numel() <= self.k or int(ids.unique().numel()) < 2:
+            return torch.zeros((), dtype=torch.float64, device=x.device)
+        span = float((x.max(0).values - x.min(0).values).max()) + 1.0  # past every max-norm distance of x
+        classes = (ids.double() * span)[:, None]
+        estimate = ksg.from_counts(*ksg.neighbour_counts(x, classes, self.k, backend), self.k)
+        return torch.minimum(estimate, entropy(ids))
+
+
+def _estimates(estimate, permutations):
+    """(estimate(None), the estimates at each permutation of b's rows, stacked; None without any)."""
+    null = [estimate(p) for p in permutations]
+    return estimate(None), torch.stack(null) if null else None
+
+
+def symbols(x, k):
+    """Ids (N,) of the distinct rows of x where x is discrete — integer entries (class ids, one-hot rows,
+    counts) whose distinct rows repeat more than k times on average — else None."""
+    if x.is_floating_point() and not bool((x == x.round()).all()):
+        return None
+    distinct, ids = torch.unique(x, dim=0, return_inverse=True)
+    return ids if distinct.shape[0] * (k + 1) <= x.shape[0] else None
+
+
+def entropy(ids):
+    """Plug-in entropy (nats, float64) of symbol ids (N,)."""
+    p = torch.unique(ids, return_counts=True)[1].double() / ids.numel()
+    return -(p * p.log()).sum()
+
+
+def plug_in_mi(ids_a, ids_b):
+    """Plug-in MI (nats, float64) of two symbol sequences: H(A) + H(B) - H(A, B) of their counts."""
+    return entropy(ids_a) + entropy(ids_b) - entropy(ids_a * (int(ids_b.max()) + 1) + ids_b)
+
+
+def copula_is_singular(a, b):
+    """Whether GCMI would have to shrink a singular joint of normal scores (gcmi.GCMI.from_scores)."""
+    return GCMI().from_scores(whitened(normal_scores(a)), whitened(normal_scores(b)))[1] is not None
 
 
 def intrinsic_dimension(z, neighbours=NEIGHBOURS, query_rows=QUERY_ROWS):
