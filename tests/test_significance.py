@@ -20,7 +20,7 @@ def correlated(n, d, rho, seed=0):
 
 def test_null_is_the_estimate_on_permuted_rows_and_p_value_counts_it():
     a, b = shared_column_pair(200, 2, 2, seed=4)
-    result = fastmi.mi_test(a, b, permutations=30, seed=5, backend="torch")
+    result = fastmi.mi_test(a, b, estimator="ksg", permutations=30, seed=5, backend="torch")
     null = np.array([float(fastmi.layer_mi(a, b[p], estimator="ksg", backend="torch"))
                      for p in row_permutations(200, 30, 5)])
     assert result.estimate == float(fastmi.layer_mi(a, b, estimator="ksg", backend="torch"))
@@ -138,7 +138,7 @@ def test_numpy_inputs():
     (dict(permutations=True), ValueError, "permutations must be an int"),
     (dict(seed=-1), ValueError, "seed must be an int >= 0"),
     (dict(estimator="mine"), ValueError, "estimator must be one of"),
-    (dict(sigma=1.0), TypeError, r"estimator='ksg' takes the options \['k'\]"),
+    (dict(sigma=1.0), TypeError, r"estimator='auto' takes the options \['k'\]"),
     (dict(k=0), ValueError, "k must be an int >= 1"),
     (dict(units="dits"), ValueError, "units must be one of"),
 ])
@@ -158,4 +158,24 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="a contains NaN or Inf"):
         fastmi.mi_test(a, b)
     with pytest.raises(ValueError, match="KSG needs k < N"):
-        fastmi.mi_test(a[:3], b[:3], k=3)
+        fastmi.mi_test(a[:3], b[:3], estimator="ksg", k=3)
+
+
+def test_the_default_estimator_is_the_recommended_one():
+    a, b = correlated(200, 3, 0.4)
+    assert fastmi.mi_test(a, b, permutations=10, backend="torch") == fastmi.mi_test(
+        a, b, estimator="auto", permutations=10, backend="torch")
+
+
+@pytest.mark.parametrize("estimator, options, shape", [
+    ("binned", dict(bins=30), (200, 10)),  # every row its own joint bin pattern: ln N whatever the pairing
+    ("gcmi", dict(), (12, 12)),  # each side spans the N - 1 centred dims: correlations 1 whatever the pairing
+])
+def test_a_statistic_blind_to_the_pairing_gets_no_p_value(estimator, options, shape):
+    """The first-day cases: rounding noise read as p = 0.03, and a saturated binned estimate read as p = 1
+    on dependent layers. Both are a null of one value up to rounding: NaN and a warning instead."""
+    a, b = correlated(shape[0], shape[1], 0.9)
+    with pytest.warns(RuntimeWarning) as caught:
+        result = fastmi.mi_test(a, b, estimator=estimator, permutations=50, backend="torch", **options)
+    assert any("agree to rounding" in str(w.message) for w in caught)
+    assert math.isnan(result.p_value) and result.null_std <= 1e-9 * max(abs(result.estimate), 1.0)
