@@ -53,9 +53,12 @@ class MILog:
 def information_plane_point(x, layers, labels, **layer_mi_kwargs):
     """One epoch's information-plane coordinates: ([I(X; T_k)], [I(T_k; Y)]) for each layer output T_k.
 
-    Defaults to the binned estimator (Shwartz-Ziv & Tishby); labels may be an integer tensor.
+    Defaults to estimator="auto" (README's recommendation: for integer labels or one-hot rows, Ross's
+    estimator, at most H(Y)); estimator="binned" gives Shwartz-Ziv & Tishby's binned plane, which
+    saturates at (ln N, H(Y)) wherever layers have more than a few units per N rows (it warns).
+    labels may be an integer tensor of class ids.
     """
-    kwargs = {"estimator": "binned", **layer_mi_kwargs}
+    kwargs = {"estimator": "auto", **layer_mi_kwargs}
     i_xt = [float(layer_mi(x, t, **kwargs)) for t in layers]
     i_ty = [float(layer_mi(t, labels, **kwargs)) for t in layers]
     return i_xt, i_ty

@@ -1,4 +1,6 @@
 """Logging helpers: MILog forwards Regularizer.last; information-plane points and plots."""
+import math
+
 import pytest
 import torch
 
@@ -47,6 +49,7 @@ def test_milog_callable_writer_and_bad_writer():
         fastmi.MILog(reg, writer=42)
 
 
+@pytest.mark.filterwarnings("ignore:binned MI")  # 8 bins on 120 rows saturate: it says so
 def test_information_plane(tmp_path):
     model = mlp()
     x = torch.randn(120, 4)
@@ -55,7 +58,7 @@ def test_information_plane(tmp_path):
     for _ in range(3):
         h1 = model[1](model[0](x))
         h2 = model[3](model[2](h1))
-        i_xt, i_ty = fastmi.information_plane_point(x, [h1, h2], labels, bins=8)
+        i_xt, i_ty = fastmi.information_plane_point(x, [h1, h2], labels, estimator="binned", bins=8)
         expected = float(fastmi.layer_mi(h1, labels, estimator="binned", bins=8))
         assert i_ty[0] == pytest.approx(expected) and len(i_xt) == 2
         points.append((i_xt, i_ty))
@@ -86,3 +89,20 @@ def test_information_plane_with_another_estimator():
     i_xt, i_ty = fastmi.information_plane_point(x, [h], labels, estimator="ksg", k=4)
     assert i_xt == [float(fastmi.layer_mi(x, h, estimator="ksg", k=4))]
     assert i_ty == [float(fastmi.layer_mi(h, labels, estimator="ksg", k=4))]
+
+
+def test_the_default_information_plane_is_not_flat():
+    """The first-day case: 30-bin binned MI put every layer of every epoch at (ln N, H(Y)). The default
+    (auto) separates the layers and stays below H(Y); binned with 30 bins warns that it is saturated."""
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 4, (400,), generator=g)
+    x = torch.nn.functional.one_hot(labels, 4).float() @ torch.randn(4, 16, generator=g) + torch.randn(400, 16, generator=g)
+    h1 = torch.tanh(x @ torch.randn(16, 12, generator=g))
+    h2 = torch.tanh(h1[:, :3] @ torch.randn(3, 6, generator=g)) + 0.5 * torch.randn(400, 6, generator=g)
+    i_xt, i_ty = fastmi.information_plane_point(x, [h1, h2], labels, backend="torch")
+    entropy = math.log(4)
+    assert all(0 <= v <= entropy + 1e-9 for v in i_ty) and i_ty[0] > i_ty[1] + 0.05
+    assert i_xt[0] > i_xt[1] + 0.5
+    with pytest.warns(RuntimeWarning, match="binned MI: nearly every row has a bin pattern of its own"):
+        binned_xt, binned_ty = fastmi.information_plane_point(x, [h1, h2], labels, estimator="binned")
+    assert binned_ty == pytest.approx([entropy, entropy], abs=0.05)  # the flat plane the warning is about

@@ -1,8 +1,9 @@
 """estimator="auto": the estimator that suits the data, chosen per call (docs/design.md, "auto"; measured on
 the ground-truth suite: README, "Which estimator?"). In order:
 
-1. Discrete sides. A side is discrete when its entries are integers (class ids, one-hot rows, counts)
-   and its distinct rows repeat more than k times on average. Both discrete: the plug-in MI of the
+1. Discrete sides. A side is discrete when it has at most sqrt(N) distinct rows, or when its entries
+   are integers (class ids, one-hot rows, counts) and its distinct rows repeat more than k times on
+   average. Both discrete: the plug-in MI of the
    joint symbol counts. One discrete: Ross's kNN estimator for a discrete and a continuous variable
    (Ross 2014, PLoS ONE 9:e87357; scikit-learn's mutual_info_classif), which is KSG with the discrete
    side as one column of class ids scaled past every distance of the other side: a row's k-th joint
@@ -41,6 +42,7 @@ class Auto(ksg.KSG):
     """estimator="auto": k (the neighbours of KSG and Ross's estimator, where chosen). Not differentiable;
     no group=."""
     name = "auto"
+    takes_symbols = True  # integer inputs: class ids and the like (rule 1), or numbers
 
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
@@ -115,12 +117,16 @@ def _estimates(estimate, permutations):
 
 
 def symbols(x, k):
-    """Ids (N,) of the distinct rows of x where x is discrete — integer entries (class ids, one-hot rows,
-    counts) whose distinct rows repeat more than k times on average — else None."""
-    if x.is_floating_point() and not bool((x == x.round()).all()):
-        return None
+    """Ids (N,) of the distinct rows of x where x is discrete, else None. Discrete: at most sqrt(N)
+    distinct rows (at any scale: a constant side, a few classes), or integer entries (class ids, one-hot
+    rows, counts) whose distinct rows repeat more than k times on average. Rounded measurements (0.01
+    steps) have many distinct non-integer values and stay continuous."""
     distinct, ids = torch.unique(x, dim=0, return_inverse=True)
-    return ids if distinct.shape[0] * (k + 1) <= x.shape[0] else None
+    count, n = distinct.shape[0], x.shape[0]
+    if count * count <= n:
+        return ids
+    integer = not x.is_floating_point() or bool((x == x.round()).all())
+    return ids if integer and count * (k + 1) <= n else None
 
 
 def entropy(ids):

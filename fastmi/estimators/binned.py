@@ -15,7 +15,9 @@ import torch
 
 from .. import kernels
 from ..inputs import check_int
+from ..warn import warn_user
 from .base import Estimator
+from .kde import SATURATION
 
 HASH_SEED = 0x5EED
 SAFE_EXPONENT = {torch.float32: 100, torch.float64: 900}  # ranges beyond 2^+-this are rescaled before binning
@@ -41,7 +43,21 @@ class Binned(Estimator):
         h_a, ids_a, _ = entropy_from_symbols(symbols(a))
         h_b, ids_b, n_b = entropy_from_symbols(symbols(b))
         h_ab, _, _ = entropy_from_symbols(ids_a * n_b + ids_b)  # exact joint ids, no second hash
-        return h_a + h_b - h_ab
+        mi = h_a + h_b - h_ab
+        _warn_if_saturated(mi, h_a, h_b, ids_a.numel())
+        return mi
+
+
+def _warn_if_saturated(mi, h_a, h_b, n):
+    """Where a side's rows nearly all have bin patterns of their own (H within 5% of ln N), H(A, B) is
+    about ln N too and the estimate is about the other side's entropy, whatever the dependence: at its
+    ceiling min(H(A), H(B)) (not where that ceiling is 0: a constant side's 0 is exact)."""
+    ceiling = min(float(h_a), float(h_b))
+    if n > 1 and max(float(h_a), float(h_b)) >= SATURATION * math.log(n) and 0 < ceiling <= float(mi) / SATURATION:
+        warn_user("binned MI: nearly every row has a bin pattern of its own in one layer (its entropy is within "
+                  "5% of ln N), so the estimate is about the other side's entropy whatever the dependence: "
+                  "saturated. Too many units x bins for the rows: fewer bins, fewer units (fastmi.unit_mi per "
+                  "unit pair), more rows, or estimator='auto'")
 
 
 def check_range(value_range):
