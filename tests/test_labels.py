@@ -1,5 +1,6 @@
 """fastmi.label_mi: KDE MI with discrete labels from class-conditional kernel sums."""
 import math
+import warnings
 
 import pytest
 import torch
@@ -37,7 +38,8 @@ def test_separated_classes_reach_the_label_entropy_and_shuffled_ones_do_not():
     a, labels = clustered(400, 4, 30.0)
     p = torch.bincount(labels).double() / 400
     entropy = float(-(p * p.log()).sum())
-    assert float(fastmi.label_mi(a, labels, sigma=1.0)) == pytest.approx(entropy, abs=1e-6)
+    with pytest.warns(RuntimeWarning, match="within 10% of the labels' entropy"):  # near the ceiling: "check it"
+        assert float(fastmi.label_mi(a, labels, sigma=1.0)) == pytest.approx(entropy, abs=1e-6)
     shuffled = labels[torch.randperm(400, generator=torch.Generator().manual_seed(1))]
     assert float(fastmi.label_mi(a, shuffled, sigma=1.0)) < 0.5 * entropy
 
@@ -59,3 +61,25 @@ def test_bad_labels(labels, error, match):
     a, _ = clustered(30, 2, 1.0)
     with pytest.raises(error, match=match):
         fastmi.label_mi(a, labels)
+
+
+def test_label_mi_near_the_label_entropy_warns_that_bias_alone_gets_there():
+    """The first-day case: 128 rows, labels unrelated to a 32-d layer, label_mi at ~90% of H(Y) and no
+    word. Now a warning; at 4096 rows the same data is well below the ceiling, and silent."""
+    g = torch.Generator().manual_seed(0)
+    small = torch.randn(128, 32, generator=g), torch.randint(0, 10, (128,), generator=g)
+    with pytest.warns(RuntimeWarning, match="within 10% of the labels' entropy"):
+        fastmi.label_mi(*small, backend="torch")
+    large = torch.randn(4096, 32, generator=g), torch.randint(0, 10, (4096,), generator=g)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(fastmi.label_mi(*large, backend="torch")) < 0.6 * math.log(10)
+
+
+def test_leave_one_out_beyond_ln_n_warns():
+    """The first-day case: loo=True at a saturated bandwidth returned -276 nats with no word."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(64, 20, generator=g)
+    with pytest.warns(RuntimeWarning, match="leave-one-out MI estimate beyond"):
+        value = fastmi.layer_mi(a, a + torch.randn(64, 20, generator=g), loo=True, sigma=0.05, backend="torch")
+    assert abs(float(value)) > math.log(64)

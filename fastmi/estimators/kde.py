@@ -98,7 +98,7 @@ class KDE(Estimator):
         values = values + math.log(n - 1 if self.loo else n)
         if not torch.compiler.is_compiling():  # the checks read the values: a sync, and a graph break
             _check_overflow(values.detach(), layers, self.sigma, dtype)
-            _warn_if_saturated(values.detach(), n)
+            _warn_if_saturated(values.detach(), n, self.loo)
         return values
 
     def _operand_keys(self, widths):
@@ -321,11 +321,18 @@ def _check_overflow(values, layers, sigma, dtype):
                      "a larger sigma, a bandwidth rule such as 'median', or float64 inputs")
 
 
-def _warn_if_saturated(values, n):
+def _warn_if_saturated(values, n, loo=False):
     """A warning text with no numbers in it, so that the default warnings filter shows it once per call
     site. Near ln N every point's kernel sum is about its own term (the estimate is at most ln N minus
     the mean log marginal sum): too few rows per bandwidth volume in this dimension, whether the batch
-    is small (a last partial batch, a small max_samples) or sigma is."""
+    is small (a last partial batch, a small max_samples) or sigma is. Leave-one-out has no own term:
+    there the same case makes each row's sums those of its nearest neighbour, and the estimate a ratio
+    of tiny kernel values, unbounded either way (-276 nats seen): beyond +-ln N it means nothing."""
+    if loo and any(abs(v) > math.log(n) for v in values.tolist()):
+        warn_user("KDE leave-one-out MI estimate beyond +-ln N: each row's kernel sums are about those of its "
+                  "nearest neighbour alone, so the estimate is a ratio of tiny kernel values and means nothing. "
+                  "Too few rows for the bandwidth in this dimension: use more rows, or a larger sigma.")
+        return
     if any(v >= SATURATION * math.log(n) for v in values.tolist()):
         warn_user("KDE MI estimate within 5% of its ceiling ln N: every point's kernel sum is about its own "
                   "term, so the estimate is saturated and means nothing. Too few rows for the bandwidth in "
