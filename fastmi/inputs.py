@@ -110,6 +110,13 @@ def check_int(value, name, least):
     return value
 
 
+def check_number(value, name, least):
+    """value, a finite real number (not a bool) >= least, as a float, else a ValueError that names it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
+        raise ValueError(f"{name} must be a finite number >= {least}, got {value!r}")
+    return float(value)
+
+
 def check_bool(value, name):
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")

@@ -78,7 +78,7 @@ def test_different_devices():
     (dict(estimator="nope"), "estimator"), (dict(divergence="tight"), "divergence"), (dict(units="hartleys"), "units"),
     (dict(backend="cuda"), "backend"), (dict(loo=1), "loo"),
     (dict(bins=4), r"estimator='kde' takes the options \['sigma', 'divergence', 'loo', 'bound'\], got \['bins'\]"),
-    (dict(estimator="ksg", sigma=1.0), r"estimator='ksg' takes the options \['k'\], got \['sigma'\]"),
+    (dict(estimator="ksg", sigma=1.0), r"estimator='ksg' takes the options \['k', 'jitter'\], got \['sigma'\]"),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):

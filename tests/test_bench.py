@@ -61,7 +61,9 @@ def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
     by = {(r["task"], r["estimator"]): r["estimate"] for r in rows}
     for task, *_ in tasks:  # the same algorithm: float32 distances vs the tree's float64
         assert abs(by[(task, "KSG k=3")] - by[(task, "KSG, scikit-learn KD-tree")]) < 2e-3
-    assert all(by[(r["task"], "auto")] in (by[(r["task"], "KSG k=3")], by[(r["task"], "GCMI")]) for r in rows)
+    # auto is one of the two (or the larger) where no side is discrete and no column repeats values
+    continuous = [t for t in {r["task"] for r in rows} if "labels" not in t and "rounded" not in t and "relu" not in t]
+    assert all(by[(t, "auto")] in (by[(t, "KSG k=3")], by[(t, "GCMI")]) for t in continuous)
     out = capsys.readouterr().out
     assert "mean abs error, non-gaussian copula" in out and "worst abs error, d >= 25" in out and "| N = 300 |" in out
 

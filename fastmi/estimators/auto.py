@@ -16,7 +16,8 @@ the ground-truth suite: README, "Which estimator?"). In order:
            1 / mean_i [(1 / (K - 1)) sum_{j < K} ln(T_K(i) / T_j(i))]   (T_j: distance to the j-th
            neighbour; the mean of the inverse, MacKay & Ghahramani 2005), over a strided subsample.
    KSG where m <= MAX_KSG_DIMENSION and no row has k or more exact duplicates (eps = 0: point masses,
-   where KSG counts ties as neighbours and overestimates).
+   where KSG counts ties as neighbours and overestimates). Ties short of that (quantised data) are
+   broken by KSG's jitter (TIE_JITTER): a neighbour at exactly the k-th distance would be left out.
 3. Point masses (ReLU zeros): GCMI (Gaussian copula), which ranks ties together.
 4. High intrinsic dimension: the larger of GCMI and KSG. Both err low there on smooth dependence
    (KSG's neighbourhoods are too wide; GCMI sees only what ranks see, nothing of an even map such as
@@ -33,6 +34,7 @@ import torch
 from . import ksg
 from .gcmi import GCMI, normal_scores, whitened
 
+TIE_JITTER = 1e-10  # KSG's jitter= where a column repeats values but no row has k duplicates (quantised data)
 MAX_KSG_DIMENSION = 6.0  # measured: README, "Which estimator?" (flat between 5 and 6 at N = 1000, 2000, 4000)
 NEIGHBOURS = 10  # K of the intrinsic-dimension estimate
 QUERY_ROWS = 512  # rows whose neighbours estimate it (each against all N rows)
@@ -43,6 +45,9 @@ class Auto(ksg.KSG):
     no group=."""
     name = "auto"
     takes_symbols = True  # integer inputs: class ids and the like (rule 1), or numbers
+
+    def __init__(self, *, k=3):
+        super().__init__(k=k, jitter=TIE_JITTER)  # KSG's ties broken where auto takes KSG (no point masses)
 
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
@@ -65,9 +70,9 @@ class Auto(ksg.KSG):
             return _estimates(labelled, permutations)
         if rule == "gcmi":
             return GCMI().with_null(a, b, permutations, backend)
-        if len(permutations):
-            estimate, null = super().with_null(a, b, permutations, backend)
-        else:  # the counts choose() found
+        if len(permutations) or detail is None:
+            estimate, null = super().with_null(a, b, permutations, backend)  # ties broken (TIE_JITTER)
+        else:  # the counts choose() found, where no column has ties to break
             estimate, null = ksg.from_counts(*detail, self.k), None
         if rule == "larger":
             copula, copula_null = GCMI().with_null(a, b, permutations, backend)
@@ -78,23 +83,26 @@ class Auto(ksg.KSG):
     def choose(self, a, b, backend):
         """(rule, what it needs) for validated a, b: ("plug-in", (ids of a, ids of b)), ("labels", (the
         continuous side standardised, the discrete side's ids, whether the discrete side is a)), ("ksg",
-        KSG's (eps, n_a, n_b)), ("gcmi", None) or ("larger", KSG's counts) (GCMI or KSG, the larger)."""
+        KSG's (eps, n_a, n_b) where no column has ties, else None), ("gcmi", None) or ("larger", the
+        same counts) (GCMI or KSG, the larger). Point masses are read off the data as given (eps = 0);
+        KSG's estimates then break ties in tied columns (TIE_JITTER)."""
         ids_a, ids_b = symbols(a, self.k), symbols(b, self.k)
         if ids_a is not None and ids_b is not None:
             return "plug-in", (ids_a, ids_b)
         if ids_a is not None or ids_b is not None:
-            return "labels", (ksg.standardized(b if ids_b is None else a), ids_b if ids_a is None else ids_a,
-                              ids_a is not None)
+            continuous = ksg.broken_ties(ksg.standardized(b if ids_b is None else a), TIE_JITTER, seed=0)
+            return "labels", (continuous, ids_b if ids_a is None else ids_a, ids_a is not None)
         if self.k >= a.shape[0]:
             return "gcmi", None  # too few rows for KSG's k neighbours
         x, y = ksg.standardized(a), ksg.standardized(b)
         counts = ksg.neighbour_counts(x, y, self.k, backend)
         point_masses = bool((counts[0] == 0).any())
+        reusable = None if bool(ksg.tied_columns(x).any() or ksg.tied_columns(y).any()) else counts
         if not point_masses and intrinsic_dimension(torch.cat([x, y], dim=1)) <= MAX_KSG_DIMENSION:
-            return "ksg", counts
+            return "ksg", reusable
         if copula_is_singular(a, b):
-            return "ksg", counts
-        return ("gcmi", None) if point_masses else ("larger", counts)
+            return "ksg", reusable
+        return ("gcmi", None) if point_masses else ("larger", reusable)
 
     def ross_mi(self, x, ids, backend):
         """Ross's estimate of I(x; y) for class ids y (N,) and standardised x, at most the plug-in entropy

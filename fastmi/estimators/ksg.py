@@ -6,8 +6,12 @@ eps_i = the k-th smallest joint distance max(|a_i - a_j|_inf, |b_i - b_j|_inf) o
 n_a(i) = #{j != i : |a_i - a_j|_inf < eps_i} (strictly inside), n_b(i) likewise. Not differentiable.
 
 Ties: duplicate rows count as separate neighbours, so a row with k or more exact duplicates gets
-eps_i = 0 and n_a(i) = n_b(i) = 0. The KSG paper assumes continuous data and prescribes adding
-low-amplitude noise to break ties; we compute the definition exactly and warn when eps_i = 0 occurs.
+eps_i = 0 and n_a(i) = n_b(i) = 0; and a marginal neighbour at exactly eps_i is left out of the strict
+counts (quantised data: 0.62 nats for a pair with 0.51 rounded to 0.01, N = 2000). The KSG paper
+assumes continuous data and prescribes adding low-amplitude noise to break ties. By default we compute
+the definition exactly and warn where a column repeats values; jitter= adds jitter x N(0, 1) to every
+standardised column that repeats one (a fixed-seed generator: the same noise on every call and device;
+continuous columns are untouched), as scikit-learn and NPEET do by default with 1e-10.
 
 Paths, all on the same float64 distances (so the same numbers, ties included): on the CPU at low joint
 dimension scipy's cKDTree (a one-column side by binary searches in its sorted values); otherwise brute
@@ -25,7 +29,7 @@ import torch
 
 from .. import kernels
 from ..bandwidth import column_std
-from ..inputs import check_int
+from ..inputs import check_int, check_number
 from ..warn import warn_user
 from .base import Estimator
 
@@ -44,14 +48,27 @@ class KSG(Estimator):
     supports_group = False
     nan_blind = True
 
-    def __init__(self, *, k=3):
+    def __init__(self, *, k=3, jitter=0.0):
         self.k = check_int(k, "k", 1)
+        self.jitter = check_number(jitter, "jitter", 0.0)
 
     @torch.no_grad()
     def __call__(self, a, b, backend, shard):
         """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
         self._check_rows(a.shape[0])
-        return from_counts(*neighbour_counts(standardized(a), standardized(b), self.k, backend), self.k)
+        return from_counts(*neighbour_counts(*self._operands(a, b), self.k, backend), self.k)
+
+    def _operands(self, a, b):
+        """a and b standardised, their tied columns jittered (jitter > 0) or warned about (jitter = 0)."""
+        x, y = standardized(a), standardized(b)
+        if self.jitter > 0:
+            return broken_ties(x, self.jitter, seed=0), broken_ties(y, self.jitter, seed=1)
+        if bool(tied_columns(x).any()) or bool(tied_columns(y).any()):
+            warn_user("KSG: columns repeat values (quantised, discrete or ReLU data): a neighbour at exactly the "
+                      "k-th distance is left out of KSG's counts and point masses count as neighbours, which "
+                      "biases it (a pair rounded to 0.01: 0.62 nats for 0.51). Pass jitter=1e-10 to break the "
+                      "ties (as scikit-learn and NPEET do), or use estimator='auto'")
+        return x, y
 
     @torch.no_grad()
     def with_null(self, a, b, permutations, backend):
@@ -60,10 +77,10 @@ class KSG(Estimator):
         trees are built once and, after the first permutation, each row's nearest marginal distances
         are listed once: a marginal count is then a binary search, and only the joint search is redone."""
         self._check_rows(a.shape[0])
-        k, x, y = self.k, standardized(a), standardized(b)
+        k, (x, y) = self.k, self._operands(a, b)
         if not uses_tree(x, y, backend):
-            return (from_counts(*neighbour_counts(x, y, k, backend), k),
-                    torch.stack([from_counts(*neighbour_counts(x, y[p], k, backend), k) for p in permutations]))
+            null = [from_counts(*neighbour_counts(x, y[p], k, backend), k) for p in permutations]
+            return from_counts(*neighbour_counts(x, y, k, backend), k), torch.stack(null) if null else None
         sides = Marginal(x), Marginal(y)
         estimate, null = from_counts(*tree_counts(x, y, k, sides), k), []
         for p in permutations:
@@ -72,7 +89,7 @@ class KSG(Estimator):
                 for side, n in zip(sides, counts[1:]):
                     side.list_nearest(n)
             null.append(from_counts(*counts, k))
-        return estimate, torch.stack(null)
+        return estimate, torch.stack(null) if null else None
 
     def _check_rows(self, n):
         if self.k >= n:
@@ -94,6 +111,22 @@ def neighbour_counts(x, y, k, backend):
             pass  # this triton cannot build the kernels (warned once): the torch path below
     x, y, boxes = prepared(x, y, ORDER_TILE)
     return neighbour_counts_torch(x, y, k, boxes)
+
+
+def tied_columns(x):
+    """(D,) bool: which columns of x repeat a value."""
+    ordered = x.sort(dim=0).values
+    return (ordered[1:] == ordered[:-1]).any(dim=0) if x.shape[0] > 1 else torch.zeros(x.shape[1], dtype=torch.bool)
+
+
+def broken_ties(x, jitter, seed):
+    """Standardised x with jitter x N(0, 1) added to each column that repeats a value (a generator seeded
+    with `seed`, on the CPU: the same noise on every device); x itself where no column does."""
+    tied = tied_columns(x)
+    if not bool(tied.any()):
+        return x
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype).to(x.device)
+    return x + jitter * noise * tied.to(x.dtype)
 
 
 def standardized(x):
