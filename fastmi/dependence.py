@@ -175,8 +175,8 @@ class Batch:
 
 def _inputs(named, check_finite, unbiased, group, backend):
     """A Batch of the validated (N, D_m) layers in the dtype the pass computes in (float64 or float32),
-    centred by the (global) column means: every measure ignores shifts, and the distances' GEMM loses
-    digits with an offset."""
+    centred on the (global) column medians (bandwidth.column_centres): every measure ignores shifts, and
+    the distances' GEMM loses digits with an offset, and with the mean, to one outlier."""
     choice(backend, "backend", BACKENDS)
     tensors, plain = as_tensors(named)
     pairs = [(name, x) for (name, _), x in zip(named, tensors)]
@@ -189,8 +189,8 @@ def _inputs(named, check_finite, unbiased, group, backend):
     work = torch.float64 if layers[0].dtype == torch.float64 else torch.float32
     layers = [x.to(work) for x in layers]
     everys = layers if shard is None else [shard.gather(x) for x in layers]
-    means = [every.detach().mean(dim=0) for every in everys]
-    return Batch([x - mean for x, mean in zip(layers, means)], [x - mean for x, mean in zip(everys, means)], shard,
+    centres = [bandwidth.column_centres(every) for every in everys]
+    return Batch([x - c for x, c in zip(layers, centres)], [x - c for x, c in zip(everys, centres)], shard,
                  plain, backend, dtype)
 
 

@@ -366,3 +366,33 @@ def test_hsic_terms_are_the_listed_pairs_hsic_from_one_pass(backend, monkeypatch
         assert len(launched) == len(pairs) * 2  # the terms' launches, then the per-pair calls'
     with pytest.raises(ValueError, match=r"leave layers \[3\] out"):
         pair_sums._launch_pairs(4, [(0, 1), (1, 2)])
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("outlier", [1e5, 1e7])
+def test_float32_keeps_its_accuracy_with_one_outlier(backend, outlier):
+    """The first-day case: one row at 1e7 in an N = 500 column took float32 HSIC to -91% of float64 (the
+    mean centring put every other row far from 0, and the Gram-matrix distances lost them). Centred on
+    the column medians, every measure and the KDE stay within README's float32 tolerance."""
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(300, 1, generator=g, dtype=torch.float64)
+    b = a + 0.5 * torch.randn(300, 1, generator=g, dtype=torch.float64)
+    a[7, 0] = outlier
+    for measure in (fastmi.hsic, fastmi.cka, fastmi.distance_correlation, fastmi.layer_mi):
+        exact = float(measure(a, b, backend="torch"))
+        single = float(measure(a.float(), b.float(), backend=backend))
+        assert abs(single - exact) <= 2e-5 * abs(exact), (measure.__name__, single, exact)
+
+
+def test_median_bandwidth_is_numpys_median_in_the_inputs_precision():
+    """The first-day case: hsic's sigma="median" came from float32 Gram distances even for float64 input
+    (1.52 instead of 0.79 with an outlier at 1e7) and took the lower middle value. Now float64 for
+    float64, and the mean of the two middle values (numpy, hyppo); up to 256 rows every pair counts."""
+    import numpy as np
+    from scipy.spatial.distance import pdist
+    from fastmi.dependence import _bandwidth
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(200, 3, generator=g, dtype=torch.float64)
+    x[5] = 1e7
+    centred = x - x.median(0).values
+    assert _bandwidth(centred, "median") == pytest.approx(float(np.median(pdist(x.numpy()))), rel=1e-12)

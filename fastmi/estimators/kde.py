@@ -18,7 +18,8 @@ import math
 import torch
 
 from .. import kernels
-from ..bandwidth import (check_sigma, column_mean_std, column_scales, depends_on_dimension, rule_factor, rule_of,
+from ..bandwidth import (check_sigma, column_centres, column_mean_std, column_scales, depends_on_dimension, rule_factor,
+                         rule_of,
                          split_sigma)
 from ..inputs import check_bool, choice
 from ..warn import warn_user
@@ -110,8 +111,9 @@ class KDE(Estimator):
                      for spec in specs)
 
     def _operand(self, own, every, key, dtype, shard):
-        """(this process's rows, every row or None) of one layer as a back-end operand: centred, and
-        column c scaled by sqrt(factor * log2 e) / sigma_c. With a rule, sigma_c = std_c * factor, the
+        """(this process's rows, every row or None) of one layer as a back-end operand: centred on the
+        column medians (bandwidth.column_centres: exact, as distances ignore shifts), and column c
+        scaled by sqrt(factor * log2 e) / sigma_c. With a rule, sigma_c = std_c * factor, the
         column means and stds in the autograd graph (under a shard: the global ones, whose gradient
         sums every rank's partials) and the rule's factor detached; the columns are first divided by
         powers of two near their largest values (exact), so subnormal or huge inputs keep their stds."""
@@ -121,15 +123,16 @@ class KDE(Estimator):
         constant = math.sqrt(DIVERGENCE_FACTOR[self.divergence] * LOG2E)
         n = every.shape[0]
         if rule_of(spec) is None:
-            mean, scale = every.detach().mean(dim=0), constant / float(spec)
+            centre, scale = column_centres(every), constant / float(spec)
         else:
             scales = column_scales(every)
             own, every = own / scales, every / scales
-            mean, std = column_mean_std(own, None if shard is None else shard.sum_partials, n)
-            z = ((every - mean) / std).detach()
+            std = column_mean_std(own, None if shard is None else shard.sum_partials, n)[1]
+            centre = column_centres(every)
+            z = ((every - centre) / std).detach()
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
-        x = ((own - mean) * scale).to(dtype)
-        return x, None if shard is None else ((every - mean) * scale).detach().to(dtype)
+        x = ((own - centre) * scale).to(dtype)
+        return x, None if shard is None else ((every - centre) * scale).detach().to(dtype)
 
 
 ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums
