@@ -17,6 +17,7 @@ jobs:
               independent data over 1000 seeds and p on dependent data, per estimator
   dependence  RBF CKA and distance correlation: fastmi vs dense torch, pykeops and the dcor package (CPU,
               N = 1k..16k, time and peak memory), then fastmi's CKA alone at N = 100,000
+  weights     how hard each Regularizer term pulls at weight 1 (gradient norms vs cross-entropy's, digits)
   gpu         timings of the compiled kernels vs the dense baseline (bench/gpu_check.sh runs it)
 
 Baselines of the KDE tables (bench/baselines.py): dense (torch cdist + logsumexp: every ratio is
@@ -110,6 +111,11 @@ def dependence(args):
     run()
 
 
+def weights(args):
+    from bench.weights import run
+    run()
+
+
 def gpu(args):
     import torch  # (torch does not import triton)
     if args.quick and not torch.cuda.is_available():
@@ -122,7 +128,7 @@ def gpu(args):
 JOBS = {"default": default, "speed": speed, "memory": speed, "cpu": cpu, "accuracy": accuracy,
         "estimators": estimators, "overhead": overhead, "histogram": histogram, "ksg": ksg,
         "ksg-crossover": ksg_crossover, "significance": significance, "dependence": dependence,
-        "gpu": gpu}
+        "weights": weights, "gpu": gpu}
 
 
 def _positive(text):

@@ -12,7 +12,7 @@ import torch
 import fastmi
 from bench import save_json, timed
 
-COSTS = (("kde", 4096, 64, {}), ("ksg", 4096, 2, {}), ("gcmi", 4096, 64, {}))
+COSTS = (("kde", 4096, 64, {}), ("ksg", 4096, 2, {}), ("ksg", 512, 768, {}), ("gcmi", 4096, 64, {}))
 FPR_ESTIMATORS = (("ksg", {}), ("kde", {}), ("gcmi", {}), ("binned", dict(bins=8)), ("unit", dict(bins=8)),
                   ("auto", {}))
 

@@ -40,7 +40,8 @@ def as_sample_matrix(x, name, allow_integer=False):
     integer = not x.is_floating_point() and not x.is_complex()
     if not (x.dtype in FLOATING or (allow_integer and integer)):
         kinds = "float16, bfloat16, float32 or float64" + (" (or integer symbols)" if allow_integer else "")
-        raise TypeError(f"{name} must have a floating dtype ({kinds}), got {x.dtype}; convert with .float()")
+        raise TypeError(f"{name} must have a floating dtype ({kinds}), got {x.dtype}; convert it: x.float() for "
+                        "a tensor, np.asarray(x, dtype=np.float32) for a numpy array or list")
     if x.dim() == 0:
         raise ValueError(f"{name} must have a sample dimension, got a 0-d tensor")
     x = x.reshape(x.shape[0], math.prod(x.shape[1:]))

@@ -5,11 +5,13 @@ from .api import layer_mi
 
 
 class MILog:
-    """Records `regularizer.last` (the per-pair MI of its latest call) and forwards it to a logger.
+    """Records `regularizer.last` (the per-term values of its latest call) and forwards it to a logger.
 
     `writer` may be a TensorBoard-style object with add_scalar(tag, value, step) (e.g.
-    torch.utils.tensorboard.SummaryWriter), any callable(dict, step), or None (record only).
-    Call `log(step)` after each `reg()`; `log.steps` and `log.values` hold the history.
+    torch.utils.tensorboard.SummaryWriter: pip install tensorboard), any callable(dict, step), or None
+    (record only). Call `log(step)` after each `reg()`; `log.steps` and `log.values` hold the history.
+    A call after a `reg()` that computed nothing new (every=n, a one-row batch) logs nothing and
+    returns {}: the history holds each computed value once, at the step it was computed.
     """
 
     def __init__(self, regularizer, writer=None, tag="fastmi/mi"):
@@ -17,11 +19,15 @@ class MILog:
             raise TypeError(f"writer must have add_scalar(tag, value, step) or be callable, got {writer!r}")
         self.regularizer, self.writer, self.tag = regularizer, writer, tag
         self.steps, self.values = [], []
+        self._logged_call = None  # regularizer.last_call of the latest values logged
 
     def __call__(self, step=None):
         if not self.regularizer.last:
             raise RuntimeError("MILog: the Regularizer has no MI values yet; call reg() after a forward pass, "
                                "then log")
+        if self.regularizer.last_call == self._logged_call:
+            return {}
+        self._logged_call = self.regularizer.last_call
         step = len(self.steps) if step is None else step
         values = list(self.regularizer.last)
         self.steps.append(step)
@@ -34,19 +40,41 @@ class MILog:
             self.writer(scalars, step)
         return scalars
 
-    def plot(self, path, title="MI between successive layers"):
-        """PNG of each pair's MI against the step."""
+    def plot(self, path, title=None):
+        """PNG of each term against the step, labelled by what the Regularizer measures (title=None: that,
+        in words); returns the matplotlib Figure."""
         if not self.values:
             raise ValueError("MILog.plot: nothing logged yet")
+        measure, default_title, unit = describe(self.regularizer)
         fig = new_figure(figsize=(6, 4))
         ax = fig.subplots()
-        for k in range(max(map(len, self.values), default=0)):  # the number of pairs may change between steps
+        for k in range(max(map(len, self.values), default=0)):  # the number of terms may change between steps
             logged = [(step, v[k]) for step, v in zip(self.steps, self.values) if len(v) > k]
-            ax.plot(*zip(*logged), label=f"I(h{k + 1}; h{k + 2})")
-        ax.set(xlabel="step", ylabel="MI", title=title)
+            ax.plot(*zip(*logged), label=term_label(measure, self.regularizer.pairs, k))
+        ax.set(xlabel="step", ylabel=f"{measure} ({unit})" if unit else measure,
+               title=default_title if title is None else title)
         ax.legend()
         fig.tight_layout()
         fig.savefig(path, dpi=100)
+        return fig
+
+
+OPERANDS = {"successive": "successive layers", "input": "the input and each layer", "labels": "each layer and the labels"}
+
+
+def describe(regularizer):
+    """(the measure's symbol, a title in words, its unit or None) of a Regularizer's terms."""
+    if regularizer.estimator == "hsic":
+        return "HSIC", f"HSIC between {OPERANDS[regularizer.pairs]}", None
+    unit = regularizer.estimator_kwargs.get("units", "nats")
+    return "MI", f"MI between {OPERANDS[regularizer.pairs]}", unit
+
+
+def term_label(measure, pairs, k):
+    """The legend entry of term k: I(h1; h2), I(x; h1) or I(h1; y), with HSIC for I where it is HSIC."""
+    symbol = "I" if measure == "MI" else measure
+    operands = {"successive": f"h{k + 1}; h{k + 2}", "input": f"x; h{k + 1}", "labels": f"h{k + 1}; y"}[pairs]
+    return f"{symbol}({operands})"
 
 
 @torch.no_grad()

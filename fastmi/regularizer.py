@@ -70,6 +70,8 @@ class Regularizer:
         pairs: "successive" (default), "input" or "labels", as above.
 
     `reg.last` holds the latest per-term values (floats, in the order of the terms above) for logging,
+    `reg.last_call` the index (from 0) of the call that computed them (calls skipped by every= or a
+    one-row batch leave both as they were),
     `reg.samples` the number of rows they used and `reg.modelled_overhead` the cost model's overhead of
     that call in forward passes of the watched layers (auto_samples). Activations are released by
     `reg()`; `reg.remove()` (or leaving a `with` block) removes the hooks.
@@ -103,6 +105,7 @@ class Regularizer:
         self.budget = 1.0 if budget is None else float(budget)
         self.estimator, self.estimator_kwargs = estimator, estimator_kwargs
         self.last, self.samples, self.modelled_overhead = [], None, None
+        self.last_call = None  # the index (from 0) of the reg() call that produced reg.last
         # module index -> fan-in of its latest run (max_samples="auto"); every key from the start, so that
         # torch.compile sees one dict shape (a key added at the first step was a recompile)
         self._fan_in = dict.fromkeys(range(len(self.modules)), 0)
@@ -162,9 +165,9 @@ class Regularizer:
         except Exception as error:
             self._generator.set_state(rows_state)  # changes nothing: not even the rows the next call draws
             raise self._named(error, layers, other) from error
+        self.last, self.last_call = values.detach().tolist(), self._calls
         self._count_call()
         self._captured, self._input = {}, None
-        self.last = values.detach().tolist()
         total = values.sum()
         return -self.weight * total if self.maximize else self.weight * total
 

@@ -161,6 +161,18 @@ def test_significance_job_costs_rates_and_power(tmp_path, monkeypatch):
     assert saved["rates"] == rates and saved["costs"] == timings
 
 
+def test_weights_job_measures_every_term_and_hsic_pulls_less(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    from bench import weights
+    rows = weights.run(seeds=1)
+    assert {(r["estimator"], r["pairs"]) for r in rows} == set(weights.TERMS)
+    norm = {(r["estimator"], r["pairs"]): r["gradient_norm"] for r in rows}
+    assert all(norm["hsic", pairs] * 10 < norm["kde", pairs] for pairs in ("successive", "input", "labels"))
+    assert json.loads((tmp_path / "weights.json").read_text())["terms"] == rows
+
+
 def test_dependence_job_agrees_with_its_baselines(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTMI_RESULTS", str(tmp_path))
     from bench import dependence

@@ -117,6 +117,9 @@ def test_unbiased_hsic_is_zero_on_average_for_independent_data():
     biased = [float(fastmi.hsic(torch.randn(60, 2, generator=g, dtype=torch.float64),
                                 torch.randn(60, 2, generator=g, dtype=torch.float64))) for _ in range(10)]
     assert abs(np.mean(values)) < 3 * np.std(values) / math.sqrt(40) and min(biased) > 0
+    assert min(values) < 0  # README: unbiased HSIC and CKA can be negative
+    a, b = torch.randn(60, 2, generator=g, dtype=torch.float64), torch.randn(60, 2, generator=g, dtype=torch.float64)
+    assert np.sign(float(fastmi.cka(a, b, unbiased=True))) == np.sign(float(fastmi.hsic(a, b, unbiased=True)))
 
 
 def test_cka_of_a_layer_with_itself_is_one_and_linear_cka_ignores_rotations_and_scale():

@@ -73,8 +73,10 @@ def test_tied_values_share_their_mean_rank():
 
 def test_integer_inputs_are_refused_by_name():
     a = torch.randint(0, 5, (50, 2))
-    with pytest.raises(TypeError, match=r"a must have a floating dtype .*got torch.int64; convert with .float\(\)"):
+    with pytest.raises(TypeError, match=r"a must have a floating dtype .*got torch.int64; convert it: x.float\(\) for"):
         fastmi.layer_mi(a, torch.randn(50, 2), estimator="gcmi")
+    with pytest.raises(TypeError, match=r"np.asarray\(x, dtype=np.float32\) for a numpy array"):  # numpy's advice too
+        fastmi.layer_mi(a.numpy(), torch.randn(50, 2).numpy(), estimator="gcmi")
     value = estimate(a.float(), a.float() + torch.randn(50, 2))  # as floats, ties take mid-ranks
     assert math.isfinite(value) and value > 0
 

@@ -106,3 +106,38 @@ def test_the_default_information_plane_is_not_flat():
     with pytest.warns(RuntimeWarning, match="binned MI: nearly every row has a bin pattern of its own"):
         binned_xt, binned_ty = fastmi.information_plane_point(x, [h1, h2], labels, estimator="binned")
     assert binned_ty == pytest.approx([entropy, entropy], abs=0.05)  # the flat plane the warning is about
+
+
+@pytest.mark.parametrize("pairs,estimator,title,legend", [
+    ("successive", "kde", "MI between successive layers", ["I(h1; h2)", "I(h2; h3)"]),
+    ("input", "kde", "MI between the input and each layer", ["I(x; h1)", "I(x; h2)", "I(x; h3)"]),
+    ("labels", "kde", "MI between each layer and the labels", ["I(h1; y)", "I(h2; y)", "I(h3; y)"]),
+    ("input", "hsic", "HSIC between the input and each layer", ["HSIC(x; h1)", "HSIC(x; h2)", "HSIC(x; h3)"]),
+])
+def test_milog_plot_names_what_the_regularizer_measures(pairs, estimator, title, legend, tmp_path):
+    """The first-day case: label, input and HSIC terms were all titled "MI between successive layers",
+    their legend running to a layer h4 that does not exist."""
+    pytest.importorskip("matplotlib")
+    model = mlp()
+    reg = fastmi.Regularizer(model, pairs=pairs, estimator=estimator)
+    log = fastmi.MILog(reg)
+    model(torch.randn(40, 4))
+    reg(labels=torch.randint(0, 3, (40,))) if pairs == "labels" else reg()
+    log()
+    ax = log.plot(tmp_path / "mi.png").axes[0]
+    assert ax.get_title() == title and [t.get_text() for t in ax.get_legend().get_texts()] == legend
+    assert ax.get_ylabel() == ("HSIC" if estimator == "hsic" else "MI (nats)")
+
+
+def test_milog_logs_each_computed_value_once_with_every():
+    """With every=3 two calls in three compute nothing: MILog used to log the stale value again."""
+    model, writer = mlp(), FakeWriter()
+    reg = fastmi.Regularizer(model, every=3)
+    log = fastmi.MILog(reg, writer)
+    for step in range(7):
+        model(torch.randn(40, 4))
+        reg()
+        log(step)
+    assert log.steps == [0, 3, 6] and reg.last_call == 6
+    assert [c[2] for c in writer.calls] == [0, 0, 3, 3, 6, 6]
+    assert len(log.values) == 3 and log.values[0] != log.values[1]

@@ -1,5 +1,6 @@
 """fastmi.mi_test: the permutation null, its p-value, reuse across permutations, bad input."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -46,13 +47,36 @@ def test_independent_data_p_values_are_not_small():
     assert 0.3 < float(np.mean(p_values)) < 0.7  # uniform on {1/20, ..., 1} under independence
 
 
-@pytest.mark.parametrize("da,db", [(1, 1), (2, 3), (9, 9)])  # sorted columns, tree (listed distances), tiles
-def test_ksg_shared_work_gives_exactly_the_separate_estimates(da, db):
+@pytest.mark.parametrize("da,db,matrices", [(1, 1, True), (2, 3, True), (9, 9, True), (9, 9, False)])
+def test_ksg_shared_work_gives_exactly_the_separate_estimates(da, db, matrices, monkeypatch):
+    """Sorted columns, the tree (listed distances), the tiles' null from N x N distance matrices, and
+    (over NULL_BYTES) the tiles once per permutation: each the separate estimates, bit for bit."""
+    if not matrices:
+        monkeypatch.setattr(ksg, "NULL_BYTES", 0)
     a, b = shared_column_pair(700, da, db, seed=da)
     order = row_permutations(700, 4, 0)
     estimate, null = ksg.KSG(k=3).with_null(a, b, order, "torch")
     separate = [ksg.KSG(k=3)(a, b[p], "torch", None) for p in order]
     assert torch.equal(null, torch.stack(separate)) and torch.equal(estimate, ksg.KSG(k=3)(a, b, "torch", None))
+
+
+@pytest.mark.parametrize("da", [2, 40])  # the tree's null and the tiles' (distance matrices)
+def test_ksg_null_of_relu_layers_warns_once_and_agrees_with_the_tiles(da):
+    """The first-day case: ReLU layers (exact duplicates) warned once per permutation."""
+    g = torch.Generator().manual_seed(4)
+    a = torch.relu(torch.randn(300, da, generator=g)).double()
+    a[:40] = 0.0  # rows of exact duplicates: eps = 0 for k = 3
+    b = torch.relu(a[:, :2] + torch.randn(300, 2, generator=g, dtype=torch.float64))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fastmi.mi_test(a, b, estimator="ksg", permutations=25, backend="torch")
+    assert len([w for w in caught if "exact duplicates" in str(w.message)]) == 1
+    assert len([w for w in caught if "columns repeat values" in str(w.message)]) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone = [float(fastmi.layer_mi(a, b[p], estimator="ksg", backend="torch")) for p in row_permutations(300, 25, 0)]
+        assert result.estimate == float(fastmi.layer_mi(a, b, estimator="ksg", backend="torch"))
+    assert result.null_mean == pytest.approx(np.mean(alone), rel=1e-12)
 
 
 def test_listed_distances_fall_back_to_the_tree_beyond_the_list(monkeypatch):

@@ -39,6 +39,10 @@ TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
 # CPU crossover, measured (README, "KSG"): scipy's cKDTree is faster than the tiles up to this joint
 # dimension Da + Db at N rows; in between and beyond, linear in log N.
 TREE_CROSSOVER = ((200, 4), (2_000, 7), (20_000, 13), (100_000, 20))
+# mi_test on the tile path keeps both sides' N x N distances, their sorted copies and a joint matrix (with
+# kthvalue's copy: NULL_COPIES matrices of float64) up to NULL_BYTES: N <= 2364
+NULL_BYTES, NULL_COPIES = 256 << 20, 6
+DISTANCE_BLOCK_BYTES = 64 << 20  # the broadcast differences max_norm_distances holds at a time
 
 
 class KSG(Estimator):
@@ -78,18 +82,42 @@ class KSG(Estimator):
         are listed once: a marginal count is then a binary search, and only the joint search is redone."""
         self._check_rows(a.shape[0])
         k, (x, y) = self.k, self._operands(a, b)
-        if not uses_tree(x, y, backend):
-            null = [from_counts(*neighbour_counts(x, y[p], k, backend), k) for p in permutations]
-            return from_counts(*neighbour_counts(x, y, k, backend), k), torch.stack(null) if null else None
-        sides = Marginal(x), Marginal(y)
+        if uses_tree(x, y, backend):
+            return self._tree_null(x, y, permutations)
+        if NULL_COPIES * x.shape[0] ** 2 * 8 <= NULL_BYTES:
+            return self._matrix_null(x, y, permutations)
+        null = [from_counts(*neighbour_counts(x, y[p], k, backend), k, warn=False) for p in permutations]
+        return from_counts(*neighbour_counts(x, y, k, backend), k), torch.stack(null) if null else None
+
+    def _tree_null(self, x, y, permutations):
+        k, sides = self.k, (Marginal(x), Marginal(y))
         estimate, null = from_counts(*tree_counts(x, y, k, sides), k), []
         for p in permutations:
             counts = tree_counts(x, y, k, sides, p.cpu())
             if not null:
                 for side, n in zip(sides, counts[1:]):
                     side.list_nearest(n)
-            null.append(from_counts(*counts, k))
+            null.append(from_counts(*counts, k, warn=False))
         return estimate, torch.stack(null) if null else None
+
+    def _matrix_null(self, x, y, permutations):
+        """The tile path's null from both sides' N x N max-norm distances, computed once: a permutation p
+        only reorders y's, so eps_i is the k-th smallest of max(dx_ij, dy_{p_i p_j}) and the strict counts
+        are binary searches in each row's sorted distances (the self-distance 0 first). The same float64
+        distances as the tiles: the same numbers, O(N^2) per permutation instead of O(N^2 (Da + Db))."""
+        dx, dy = max_norm_distances(x), max_norm_distances(y)
+        sorted_dx, sorted_dy = dx.sort(dim=1).values, dy.sort(dim=1).values
+        diagonal = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+
+        def counts(p):
+            joint = torch.maximum(dx, dy if p is None else dy[p][:, p]).masked_fill_(diagonal, math.inf)
+            eps = joint.kthvalue(self.k, dim=1).values
+            n_a = torch.searchsorted(sorted_dx, eps[:, None]).squeeze(1) - 1
+            n_b = torch.searchsorted(sorted_dy if p is None else sorted_dy[p], eps[:, None]).squeeze(1) - 1
+            return eps, torch.where(eps > 0, n_a, 0), torch.where(eps > 0, n_b, 0)
+
+        null = [from_counts(*counts(p.to(x.device)), self.k, warn=False) for p in permutations]
+        return from_counts(*counts(None), self.k), torch.stack(null) if null else None
 
     def _check_rows(self, n):
         if self.k >= n:
@@ -111,6 +139,13 @@ def neighbour_counts(x, y, k, backend):
             pass  # this triton cannot build the kernels (warned once): the torch path below
     x, y, boxes = prepared(x, y, ORDER_TILE)
     return neighbour_counts_torch(x, y, k, boxes)
+
+
+def max_norm_distances(v):
+    """N x N float64 max-norm distances |v_i - v_j|_inf, rows a block at a time (DISTANCE_BLOCK_BYTES)."""
+    n, d = v.shape
+    block = max(1, DISTANCE_BLOCK_BYTES // (8 * n * d))
+    return torch.cat([(v[i:i + block, None, :] - v[None, :, :]).abs().amax(dim=2) for i in range(0, n, block)])
 
 
 def tied_columns(x):
@@ -240,9 +275,10 @@ def prepared(x, y, tile=ORDER_TILE):
     return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile))
 
 
-def from_counts(eps, na, nb, k):
+def from_counts(eps, na, nb, k, warn=True):
+    """KSG's formula from the per-row counts; warn=False for a permutation null (the estimate warns)."""
     n = eps.shape[0]
-    ties = int((eps == 0).sum())
+    ties = int((eps == 0).sum()) if warn else 0
     if ties:
         warn_user(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
                   "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)")
