@@ -14,6 +14,7 @@ import torch
 import fastmi
 from fastmi.bandwidth import median
 from fastmi.monitor import new_figure
+from bench.transforms import half_cube, normal_cdf, spiral, student_t_correction
 from fastmi.reference import gaussian_mi
 
 # label -> sigma: the library's rules, and the median heuristic at other fractions (how the default
@@ -91,32 +92,6 @@ def _estimate(a, b, **layer_mi_kwargs):
 
 # ------------------------------------------------------- every estimator on the ground-truth suite
 
-def _student_t_correction(nu, da, db):
-    """MI of a multivariate Student-t minus that of the Gaussian with the same scale matrix
-    (Arellano-Valle, Contreras-Reyes & Genton 2013): f(nu) + f(nu + da + db) - f(nu + da) - f(nu + db),
-    f(x) = ln Gamma(x / 2) - (x / 2) psi(x / 2)."""
-    def f(x):
-        return math.lgamma(x / 2) - (x / 2) * float(torch.special.digamma(torch.tensor(x / 2, dtype=torch.float64)))
-    return f(nu) + f(nu + da + db) - f(nu + da) - f(nu + db)
-
-
-def _spiral(x, speed=0.5):
-    """Rotate the first two coordinates by speed * |x|^2: invertible (|x| is kept), so MI is unchanged."""
-    angle = speed * x.square().sum(1)
-    c, s = torch.cos(angle), torch.sin(angle)
-    out = x.clone()
-    out[:, 0], out[:, 1] = c * x[:, 0] - s * x[:, 1], s * x[:, 0] + c * x[:, 1]
-    return out
-
-
-def _half_cube(x):
-    return x * x.abs().sqrt()
-
-
-def _normal_cdf(x):
-    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
-
-
 def ground_truth_tasks(n, seed=0):
     """(name, a, b, true MI in nats) of the suite: Gaussians (per-dim, sparse, dense; d = 1-25), Student-t, and
     invertible per-variable maps of them (MI is unchanged). float32 tensors."""
@@ -142,14 +117,14 @@ def ground_truth_tasks(n, seed=0):
         a, b, truth = gauss(d, 0.5, 50 + nu)
         chi2 = torch.randn(n, nu, generator=g, dtype=torch.float64).square().sum(1, keepdim=True)
         w = (chi2 / nu).sqrt()
-        yield f"student-t d={d} nu={nu} rho=0.5", a / w, b / w, truth + _student_t_correction(nu, d, d)
+        yield f"student-t d={d} nu={nu} rho=0.5", a / w, b / w, truth + student_t_correction(nu, d, d)
     for d, rho in ((1, 0.9), (5, 0.5)):
         a, b, truth = gauss(d, rho, 70 + d)
-        yield f"d={d} rho={rho} normal-cdf(b)", a, _normal_cdf(b), truth
-        yield f"d={d} rho={rho} half-cube, asinh", _half_cube(a), torch.asinh(b), truth
+        yield f"d={d} rho={rho} normal-cdf(b)", a, normal_cdf(b), truth
+        yield f"d={d} rho={rho} half-cube, asinh", half_cube(a), torch.asinh(b), truth
     for d, rho in ((2, 0.9), (5, 0.5)):
         a, b, truth = gauss(d, rho, 90 + d)
-        yield f"d={d} rho={rho} spiral(a)", _spiral(a), b, truth
+        yield f"d={d} rho={rho} spiral(a)", spiral(a), b, truth
 
 
 ESTIMATORS = {

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from scipy import integrate, special
 
-from bench.accuracy import _half_cube, _normal_cdf, _spiral, _student_t_correction
+from bench.transforms import half_cube, normal_cdf, spiral, student_t_correction
 from fastmi.reference import gaussian_mi
 
 F64 = torch.float64
@@ -41,12 +41,12 @@ BEYOND_NORMAL, COPULA, EDGE = "beyond-normal", "non-gaussian copula", "labels & 
 
 MI_KEEPING_MAPS = {
     "": lambda a, b: (a, b),
-    ", normal-cdf(b)": lambda a, b: (a, _normal_cdf(b)),
-    ", half-cube(a), asinh(b)": lambda a, b: (_half_cube(a), torch.asinh(b)),
+    ", normal-cdf(b)": lambda a, b: (a, normal_cdf(b)),
+    ", half-cube(a), asinh(b)": lambda a, b: (half_cube(a), torch.asinh(b)),
     # the rotation angle speed * |a|^2 spreads by 1 rad whatever d (as in accuracy's d = 2 task): at a fixed
     # speed 0.5 the 25-d angle spreads by 3.5 rad and no estimator here sees the dependence at N = 2000
     # (measured: KSG -0.003, GCMI 0.02 of 1.02 nats)
-    ", spiral(a)": lambda a, b: (_spiral(a, speed=1 / math.sqrt(2 * a.shape[1])), b),
+    ", spiral(a)": lambda a, b: (spiral(a, speed=1 / math.sqrt(2 * a.shape[1])), b),
 }
 
 # mixture name -> (mu, (rho, scale) of component 1, (rho, scale) of component 2): equal weights, means +-mu
@@ -100,7 +100,7 @@ def student_t(n, cov, d, nu, g):
     """Multivariate t: Gaussian rows divided by sqrt(chi2_nu / nu), one chi2 per row (nu an integer)."""
     a, b, truth = split_gaussian(n, cov, d, g)
     w = (torch.randn(n, nu, generator=g, dtype=F64).square().sum(1, keepdim=True) / nu).sqrt()
-    return a / w, b / w, truth + _student_t_correction(nu, d, cov.shape[0] - d)
+    return a / w, b / w, truth + student_t_correction(nu, d, cov.shape[0] - d)
 
 
 # ------------------------------------------------------------------------------------ non-gaussian copula

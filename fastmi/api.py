@@ -4,19 +4,15 @@ an estimator.
     options -> estimator (registry)  ->  inputs validated  ->  shard (group=)  ->  back-end resolved
             -> estimator(a, b, backend, shard) with autocast off  ->  result dtype, units
 """
-import math
-
 import torch
 
-from .backend import BACKENDS, full_precision, resolve
-from .distributed import shard_of
 from .estimators import ESTIMATORS
 from .estimators.auto import entropy as symbol_entropy
 from .estimators.unit import UnitMI
-from .inputs import as_tensors, chained_samples, choice, paired_samples, plain_result, result_dtype
+from .inputs import as_tensors, chained_samples, choice, class_ids, paired_samples, plain_result, result_dtype
+from .pipeline import check_common, evaluate, in_units, nan_as_result, validated
 from .warn import warn_user
 
-UNITS = ("nats", "bits")
 REDUCTIONS = ("none", "mean", "sum")
 
 
@@ -92,7 +88,7 @@ def label_mi(a, labels, *, sigma="median", units="nats", backend="auto", check_f
     layer_mi: one spec); group= as for layer_mi. labels: integer class ids (a tensor, numpy array or
     list); an error names the labels as b."""
     (a, labels), plain = as_tensors([("a", a), ("labels", labels)])
-    (labels,), shard = _validated(lambda min_rows: [_class_ids(labels)[:, None]], group)
+    (labels,), shard = validated(lambda min_rows: [class_ids(labels)[:, None]], group)
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     one_hot = one_hot_labels(labels[:, 0], dtype, shard).to(a.device)
     value = layer_mi(a, one_hot, units=units, backend=backend, check_finite=check_finite, group=group,
@@ -111,7 +107,7 @@ def _warn_if_near_label_entropy(value, ids, units):
     ceiling, the estimate cannot tell a separable layer from an unrelated one. No numbers in the text,
     so the default warnings filter shows it once per call site."""
     entropy = float(symbol_entropy(ids))
-    if entropy > 0 and float(value.detach()) >= LABEL_CEILING * float(_in_units(torch.tensor(entropy), units)):
+    if entropy > 0 and float(value.detach()) >= LABEL_CEILING * float(in_units(torch.tensor(entropy), units)):
         warn_user("label_mi: the estimate is within 10% of the labels' entropy H(Y), which the KDE's small-sample "
                   "bias alone reaches on labels unrelated to the layer at small N (in 32 dims: 94% of H(Y) at "
                   "128 rows, 61% at 2048): check it with fastmi.mi_test(a, labels) (its null gives the bias), "
@@ -127,16 +123,6 @@ def one_hot_labels(ids, dtype, shard):
     return torch.nn.functional.one_hot(ids, int(classes)).to(dtype)
 
 
-def _class_ids(labels):
-    """labels as int64 class ids, or a clear error."""
-    if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels must be a 1-d tensor of integer class ids, got dtype {labels.dtype} and shape "
-                        f"{tuple(labels.shape)}")
-    if labels.numel() and int(labels.min()) < 0:
-        raise ValueError(f"labels must be class ids >= 0, got {int(labels.min())}")
-    return labels.long()
-
-
 def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, group=None, **kde_options):
     """KDE MI of every successive pair of L layers: a 1-d tensor (L - 1,) equal to
     [layer_mi(activations[m], activations[m + 1], **kde_options) for m in range(L - 1)], differentiable.
@@ -149,10 +135,10 @@ def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, gr
     promoted to one dtype; errors name the layer index. Options and the rest as in layer_mi.
     """
     estimator = make_estimator("kde", kde_options)
-    _check_common(units, backend)
-    layers, shard = _validated(lambda min_rows: chained_samples(activations, check_finite, min_rows), group)
-    values = _evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, shard)
-    return _in_units(values.to(result_dtype(*layers)), units)
+    check_common(units, backend)
+    layers, shard = validated(lambda min_rows: chained_samples(activations, check_finite, min_rows), group)
+    values = evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, shard)
+    return in_units(values.to(result_dtype(*layers)), units)
 
 
 def make_estimator(name, options):
@@ -166,58 +152,15 @@ def make_estimator(name, options):
 
 
 def _estimate(estimator, a, b, units, backend, check_finite, group, compute=None):
-    _check_common(units, backend)
+    check_common(units, backend)
     if group is not None and not estimator.supports_group:
         raise ValueError(f"group= is not supported by estimator={estimator.name!r} "
                          "(gather the rows and call it on one rank)")
     (a, b), plain = as_tensors([("a", a), ("b", b)])
-    (a, b), shard = _validated(lambda min_rows: paired_samples(a, b, check_finite, estimator.takes_symbols, min_rows),
+    (a, b), shard = validated(lambda min_rows: paired_samples(a, b, check_finite, estimator.takes_symbols, min_rows),
                                group)
-    a_in, b_in, mark = _nan_as_result(a, b, guard=estimator.nan_blind and not check_finite)
-    value = _evaluate(lambda resolved, shard: (compute or estimator)(a_in, b_in, resolved, shard), [a, b],
+    a_in, b_in, mark = nan_as_result(a, b, guard=estimator.nan_blind and not check_finite)
+    value = evaluate(lambda resolved, shard: (compute or estimator)(a_in, b_in, resolved, shard), [a, b],
                       backend, shard)
-    value = _in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
+    value = in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
     return plain_result(value) if plain else value
-
-
-def _check_common(units, backend):
-    choice(units, "units", UNITS)
-    choice(backend, "backend", BACKENDS)
-
-
-def _validated(validate, group):
-    """(validate(min_rows), shard): without a group, validation's errors are raised here; with one,
-    every rank first agrees on validity (distributed.shard_of), so a bad rank cannot leave the others
-    waiting in a collective."""
-    if group is None:
-        return validate(2), None
-    try:
-        layers, error = validate(0), None
-    except (TypeError, ValueError) as e:
-        layers, error = None, e
-    return layers, shard_of(layers, group, error)
-
-
-def _evaluate(compute, inputs, backend, shard):
-    """compute(back-end, shard) with the back-end resolved once, autocast off."""
-    like = next((x for x in inputs if x.is_floating_point()), inputs[0])
-    with full_precision(like.device):
-        return compute(resolve(backend, like), shard)
-
-
-def _in_units(value, units):
-    return value / math.log(2.0) if units == "bits" else value
-
-
-def _nan_as_result(a, b, guard):
-    """For estimators that would turn NaN/Inf into a plausible number (binning, neighbour search), when
-    the inputs were not checked: run on zeroed copies and make the result NaN if any input was not
-    finite. Returns (a, b, mark) with mark(value) -> value or NaN; no host sync."""
-    if not guard:
-        return a, b, lambda value: value
-    finite = torch.ones((), dtype=torch.bool, device=a.device)
-    for x in (a, b):
-        if x.is_floating_point():
-            finite = finite & torch.isfinite(x).all()
-    clean = [torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) if x.is_floating_point() else x for x in (a, b)]
-    return (*clean, lambda value: torch.where(finite, value, torch.full_like(value, math.nan)))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from . import bandwidth
-from .api import _validated
+from .pipeline import validated
 from .backend import BACKENDS, full_precision, resolve
 from .estimators.kde import operand_dtype
 from .inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
@@ -180,7 +180,7 @@ def _inputs(named, check_finite, unbiased, group, backend):
     choice(backend, "backend", BACKENDS)
     tensors, plain = as_tensors(named)
     pairs = [(name, x) for (name, _), x in zip(named, tensors)]
-    layers, shard = _validated(lambda min_rows: sample_matrices(pairs, check_finite, min_rows=min_rows), group)
+    layers, shard = validated(lambda min_rows: sample_matrices(pairs, check_finite, min_rows=min_rows), group)
     n = layers[0].shape[0] if shard is None else sum(shard.sizes)
     if unbiased and n < 4:
         raise ValueError(f"the unbiased HSIC divides by N - 3: it needs N >= 4 rows, got N = {n}")

@@ -122,3 +122,13 @@ def check_bool(value, name):
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+def class_ids(labels):
+    """labels as int64 class ids, or a clear error."""
+    if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be a 1-d tensor of integer class ids, got dtype {labels.dtype} and shape "
+                        f"{tuple(labels.shape)}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"labels must be class ids >= 0, got {int(labels.min())}")
+    return labels.long()

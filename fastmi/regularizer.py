@@ -7,11 +7,12 @@ import weakref
 import torch
 from torch import nn
 
-from .api import UNITS, _class_ids, _validated, chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
+from .api import chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
 from .dependence import hsic, hsic_terms
 from .estimators import ESTIMATORS
-from .inputs import choice
+from .inputs import choice, class_ids
+from .pipeline import UNITS, validated
 from .warn import warn_user
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -195,7 +196,7 @@ class Regularizer:
     def _checked_operands(self, layers, labels):
         """(the operand every term pairs a layer with: None, the model's input x or the labels; the shard
         under group=), after checking that the layers, and x or the labels, have one batch size. Under
-        group= with x or labels every rank checks first and agrees (api._validated): bad labels on one rank
+        group= with x or labels every rank checks first and agrees (pipeline.validated): bad labels on one rank
         are the same error on every rank, and none is left waiting in a collective."""
         def validate(_):
             sizes = [h.shape[0] for h in layers]
@@ -210,7 +211,7 @@ class Regularizer:
         # successive terms have nothing beside the layers to agree on (layer_mi / chain_mi agree on those):
         # no extra collective per step there
         group = None if self.pairs == "successive" else self.estimator_kwargs.get("group")
-        checked, shard = _validated(validate, group)
+        checked, shard = validated(validate, group)
         return (checked[-1] if len(checked) > len(layers) else None), shard
 
     def _terms(self, layers, other, shard):
@@ -400,7 +401,7 @@ def _label_rows(labels):
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor (class ids or targets), got {type(labels).__name__}")
     if not labels.is_floating_point():
-        return _class_ids(labels)[:, None]
+        return class_ids(labels)[:, None]
     if labels.dim() == 0:
         raise ValueError("labels must have a row per sample, got a 0-d tensor")
     return _per_sample(labels)

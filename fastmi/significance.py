@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .api import _check_common, _evaluate, _in_units, make_estimator
+from .api import make_estimator
+from .pipeline import check_common, evaluate, in_units
 from .estimators import ESTIMATORS
 from .inputs import as_tensors, check_int, choice, paired_samples
 from .warn import warn_user
@@ -58,7 +59,7 @@ def mi_test(a, b, *, estimator="auto", permutations=200, seed=0, units="nats", b
     """
     choice(estimator, "estimator", tuple(ESTIMATORS))
     chosen = make_estimator(estimator, options)
-    _check_common(units, backend)
+    check_common(units, backend)
     check_int(permutations, "permutations", 1)
     check_int(seed, "seed", 0)
     (a, b), _ = as_tensors([("a", a), ("b", b)])
@@ -67,8 +68,8 @@ def mi_test(a, b, *, estimator="auto", permutations=200, seed=0, units="nats", b
     if n < 3:
         raise ValueError(f"mi_test needs N >= 3 rows (N = 2 has one other pairing), got N = {n}")
     order = row_permutations(n, permutations, seed).to(a.device)
-    estimate, null = _evaluate(lambda resolved, _: chosen.with_null(a, b, order, resolved), [a, b], backend, None)
-    estimate, null = float(_in_units(estimate.double(), units)), _in_units(null.double(), units)
+    estimate, null = evaluate(lambda resolved, _: chosen.with_null(a, b, order, resolved), [a, b], backend, None)
+    estimate, null = float(in_units(estimate.double(), units)), in_units(null.double(), units)
     null_mean, null_std = float(null.mean()), float(null.std(correction=0))
     p_value = (1 + int((null >= estimate).sum())) / (1 + permutations)
     if null_std <= ROUNDING_SPREAD * max(abs(estimate), abs(null_mean), 1.0):

@@ -21,9 +21,9 @@ import torch
 import triton
 import triton.language as tl
 
-from .kde import (_accumulate_grads, _backward_program, _check_operands, _column_splits, _exponent_tile, _feature_block,
-                  _grad_accumulators, _indices, _layer_operand, _mma_operands, _padded, _row_range, _sq_norms,
-                  _store_grads, backward_launch)
+from .tiles import (accumulate_grads, backward_launch, backward_program, check_operands, column_splits, exponent_tile,
+                    feature_block, grad_accumulators, indices, layer_operand, mma_operands, padded, row_range,
+                    sq_norms, store_grads)
 from .launch import launch, wide
 
 SUMS = 5  # rows of the forward's output: sum P, sum Q, sum P^2, sum PQ, sum Q^2
@@ -53,9 +53,9 @@ def _slope(p, DISTANCE: tl.constexpr):
 def _pair_tiles(X, XL, Y, YL, NX, NY, rows, cols, nx_i, ny_i, N, DX, DY, stride_x, stride_y, DISTANCE: tl.constexpr,
                 BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr, BKY: tl.constexpr, SPLIT: tl.constexpr):
     """(P, Q) of a (BM x BN) tile of pairs (rows, cols)."""
-    p = _pair_values(_exponent_tile(X, XL, NX, rows, cols, nx_i, N, 0, DX, stride_x, False, BM, BN, BKX, SPLIT),
+    p = _pair_values(exponent_tile(X, XL, NX, rows, cols, nx_i, N, 0, DX, stride_x, False, BM, BN, BKX, SPLIT),
                      DISTANCE)
-    q = _pair_values(_exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, False, BM, BN, BKY, SPLIT),
+    q = _pair_values(exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, False, BM, BN, BKY, SPLIT),
                      DISTANCE)
     return p, q
 
@@ -67,14 +67,14 @@ def _gram_fwd_kernel(X, XL, Y, YL, NX, NY, OUT, N, row_start, row_stop, DX, DY, 
     """OUT[s, split, i - row_start]: the SUMS row sums of one column split."""
     row_lo = row_start + tl.program_id(0) * BM
     split = tl.program_id(1)
-    rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
+    rows = tl.minimum(indices(row_lo, BM, WIDE), N - 1)
     nx_i = tl.load(NX + rows)
     ny_i = tl.load(NY + rows)
     p_sum = tl.zeros((BM,), dtype=tl.float64)  # float64 across tiles: HSIC is a small difference of these sums
     q_sum, pp_sum, pq_sum, qq_sum = p_sum, p_sum, p_sum, p_sum
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
-        cols = _indices(start, BN, WIDE)
+        cols = indices(start, BN, WIDE)
         p, q = _pair_tiles(X, XL, Y, YL, NX, NY, rows, cols, nx_i, ny_i, N, DX, DY, stride_x, stride_y, DISTANCE, BM,
                            BN, BKX, BKY, SPLIT)
         p_sum += tl.sum(p, 1).to(tl.float64)
@@ -82,7 +82,7 @@ def _gram_fwd_kernel(X, XL, Y, YL, NX, NY, OUT, N, row_start, row_stop, DX, DY, 
         pp_sum += tl.sum(p * p, 1).to(tl.float64)
         pq_sum += tl.sum(p * q, 1).to(tl.float64)
         qq_sum += tl.sum(q * q, 1).to(tl.float64)
-    rows = _indices(row_lo, BM, WIDE)
+    rows = indices(row_lo, BM, WIDE)
     n_out = row_stop - row_start
     if WIDE:
         n_out = n_out.to(tl.int64)
@@ -100,7 +100,7 @@ def _gram_fwd_kernel(X, XL, Y, YL, NX, NY, OUT, N, row_start, row_stop, DX, DY, 
 def _gram_bwd_kernel(X, XL, Y, YL, NX, NY, F, C, GX, GY, N, NP, row_start, row_stop, DX, DY, stride_x, stride_y,
                      cols_per_split, DISTANCE: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
                      BKY: tl.constexpr, BF: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
-    row_lo, split, feats, rows, NP = _backward_program(row_start, N, NP, BM, BF, WIDE)
+    row_lo, split, feats, rows, NP = backward_program(row_start, N, NP, BM, BF, WIDE)
     nx_i = tl.load(NX + rows)
     ny_i = tl.load(NY + rows)
     fx_i = tl.load(F + rows)
@@ -108,10 +108,10 @@ def _gram_bwd_kernel(X, XL, Y, YL, NX, NY, F, C, GX, GY, N, NP, row_start, row_s
     c_xx = tl.load(C)
     c_xy = tl.load(C + 1)
     c_yy = tl.load(C + 2)
-    acc_x, acc_y, rowsum_x, rowsum_y = _grad_accumulators(BM, BF)
+    acc_x, acc_y, rowsum_x, rowsum_y = grad_accumulators(BM, BF)
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
-        cols = _indices(start, BN, WIDE)
+        cols = indices(start, BN, WIDE)
         p, q = _pair_tiles(X, XL, Y, YL, NX, NY, rows, cols, nx_i, ny_i, N, DX, DY, stride_x, stride_y, DISTANCE, BM,
                            BN, BKX, BKY, SPLIT)
         fx_j = tl.load(F + cols)
@@ -120,9 +120,9 @@ def _gram_bwd_kernel(X, XL, Y, YL, NX, NY, F, C, GX, GY, N, NP, row_start, row_s
         off = rows[:, None] != cols[None, :]
         w_x = tl.where(off, (c_xx * p + c_xy * q + fx_i[:, None] + fx_j[None, :]) * _slope(p, DISTANCE), 0.0)
         w_y = tl.where(off, (c_xy * p + c_yy * q + fy_i[:, None] + fy_j[None, :]) * _slope(q, DISTANCE), 0.0)
-        acc_x, acc_y, rowsum_x, rowsum_y = _accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y,
+        acc_x, acc_y, rowsum_x, rowsum_y = accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y,
                                                              YL, cols, feats, N, DX, DY, stride_x, stride_y, SPLIT)
-    _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
+    store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
                  DY, stride_x, stride_y, BM, SPLIT, WIDE)
 
 
@@ -131,18 +131,18 @@ def _gram_bwd_kernel(X, XL, Y, YL, NX, NY, F, C, GX, GY, N, NP, row_start, row_s
 def row_sums(x, y, distance, rows=None, splits=None, wide_offsets=None):
     """(SUMS, stop - start) float64: per row start:stop (default all), over every column, sum P, sum Q,
     sum P^2, sum PQ, sum Q^2 (module docstring; P, Q the rbf kernels exp2(-d^2) or the distances)."""
-    _check_operands(x, y)
+    check_operands(x, y)
     n = x.shape[0]
-    start, stop = _row_range(rows, n)
-    x, y = _layer_operand(x), _layer_operand(y)
-    cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
+    start, stop = row_range(rows, n)
+    x, y = layer_operand(x), layer_operand(y)
+    cols_per_split, n_splits = column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
     out = torch.empty((SUMS, n_splits, stop - start), device=x.device, dtype=torch.float64)
-    norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], FWD["BN"])[0] for v in (x, y))
+    norms_x, norms_y = (sq_norms(v, [0, v.shape[1]], FWD["BN"])[0] for v in (x, y))
     wide_offsets = wide(x, y, out, norms_x) if wide_offsets is None else wide_offsets
     grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
-    launch(_gram_fwd_kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, out, n, start, stop,
+    launch(_gram_fwd_kernel, grid, *mma_operands(x), *mma_operands(y), norms_x, norms_y, out, n, start, stop,
            x.shape[1], y.shape[1], x.stride(0), y.stride(0), cols_per_split, DISTANCE=distance,
-           BKX=_feature_block(x.shape[1], x.dtype), BKY=_feature_block(y.shape[1], y.dtype),
+           BKX=feature_block(x.shape[1], x.dtype), BKY=feature_block(y.shape[1], y.dtype),
            SPLIT=x.dtype == torch.float32, WIDE=wide_offsets, **FWD)
     return out.sum(1)
 
@@ -150,12 +150,12 @@ def row_sums(x, y, distance, rows=None, splits=None, wide_offsets=None):
 def pair_grads(x, y, coefficients, factors, distance, rows=None, splits=None, wide_offsets=None):
     """(G^x, G^y) float32 of rows start:stop (default all): G^x_k = sum_j W^x_kj (x_k - x_j) (module
     docstring); coefficients: (c_xx, c_xy, c_yy), factors: (2, N) the rows f^x, f^y (float32)."""
-    _check_operands(x, y)
+    check_operands(x, y)
     n = x.shape[0]
     if factors.shape != (2, n):
         raise ValueError(f"factors must be (2, {n}), got {tuple(factors.shape)}")
     coefficients = torch.as_tensor(coefficients, dtype=torch.float32, device=x.device).reshape(3)
-    return backward_launch(_gram_bwd_kernel, x, y, lambda padded_n: (_padded(factors.float(), padded_n, 0.0),
+    return backward_launch(_gram_bwd_kernel, x, y, lambda padded_n: (padded(factors.float(), padded_n, 0.0),
                                                                       coefficients), rows, splits, wide_offsets,
                            DISTANCE=distance)
 

@@ -27,68 +27,14 @@ import triton
 import triton.language as tl
 
 from .launch import check_matrix, check_same_rows, launch, wide
+from .tiles import (accumulate_grads, aligned, backward_launch, backward_program, check_operands, column_splits,
+                    exponent_tile, feature_block, grad_accumulators, indices, mma_operands, padded, row_range, sq_norms,
+                    store_grads)
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)
-ALIGN = 16  # elements: each layer's first column and every row stride are multiples of this
 MAX_LAYERS = 4  # layers one chain launch takes (the kernel's O1..O4); longer chains go in windows
 SLOTS = 8  # log-sums a launch accumulates: 2 * MAX_LAYERS - 1, padded to a power of two
-
-
-@triton.jit
-def _indices(start, size: tl.constexpr, WIDE: tl.constexpr):
-    """start + arange(size), in int64 when offsets can pass 2^31 - 1 (WIDE)."""
-    idx = start + tl.arange(0, size)
-    if WIDE:
-        idx = idx.to(tl.int64)
-    return idx
-
-
-@triton.jit
-def _tile(X, rows, feats, stride, hi):
-    """X[rows, feats] with the features >= hi read as 0."""
-    return tl.load(X + rows[:, None] * stride + feats[None, :], mask=feats[None, :] < hi, other=0.0)
-
-
-@triton.jit
-def _dot(a, b, a_lo, b_lo, acc, SPLIT: tl.constexpr):
-    """acc + a @ b: one MMA (fp16/bf16), or three tf32 MMAs of the hi (a, b) and lo parts (fp32)."""
-    if SPLIT:
-        acc = tl.dot(a, b_lo, acc, input_precision="tf32")
-        acc = tl.dot(a_lo, b, acc, input_precision="tf32")
-        acc = tl.dot(a, b, acc, input_precision="tf32")
-    else:
-        acc = tl.dot(a, b, acc)
-    return acc
-
-
-@triton.jit
-def _neg_sq_dist(X, XL, norms, rows, cols, ni, N, lo, hi, stride, BM: tl.constexpr, BN: tl.constexpr,
-                 BK: tl.constexpr, SPLIT: tl.constexpr):
-    """-d_ij of the features lo:hi for a (BM x BN) tile; -inf where column j >= N (norms: padded with
-    inf to whole tiles). rows: indices clamped to N - 1 (loads need no row mask); ni: their norms.
-    XL: the lo parts of X (SPLIT, fp32), else unused."""
-    acc = tl.zeros((BM, BN), dtype=tl.float32)
-    cols_in = tl.minimum(cols, N - 1)
-    for k in range(lo, hi, BK):
-        f = k + tl.arange(0, BK)
-        xi, xj = _tile(X, rows, f, stride, hi), _tile(X, cols_in, f, stride, hi)
-        xi_lo, xj_lo = xi, xj
-        if SPLIT:
-            xi_lo, xj_lo = _tile(XL, rows, f, stride, hi), _tile(XL, cols_in, f, stride, hi)
-        acc = _dot(xi, tl.trans(xj), xi_lo, tl.trans(xj_lo), acc, SPLIT)
-    nj = tl.load(norms + cols)
-    d = tl.maximum(ni[:, None] + nj[None, :] - 2.0 * acc, 0.0, propagate_nan=tl.PropagateNan.ALL)
-    return -d
-
-
-@triton.jit
-def _exponent_tile(X, XL, norms, rows, cols, ni, N, lo, hi, stride, LOO: tl.constexpr, BM: tl.constexpr,
-                   BN: tl.constexpr, BK: tl.constexpr, SPLIT: tl.constexpr):
-    """-d_ij with the diagonal set to exactly 0 (resubstitution) or -inf (leave one out). A select on
-    every element: branching on tiles that cross the diagonal compiles to two selects (if-converted)."""
-    t = _neg_sq_dist(X, XL, norms, rows, cols, ni, N, lo, hi, stride, BM, BN, BK, SPLIT)
-    return tl.where(rows[:, None] == cols[None, :], float("-inf") if LOO else 0.0, t)
 
 
 @triton.jit
@@ -120,7 +66,7 @@ def _layer_exponents(X, XL, NORMS, NP, rows, cols, N, layer, O1, O2, O3, O4, str
     """One layer's exponent tile -d^m_ij."""
     norms = NORMS + layer * NP
     lo, hi = _layer_start(layer, O1, O2, O3, O4), _layer_start(layer + 1, O1, O2, O3, O4)
-    return _exponent_tile(X, XL, norms, rows, cols, tl.load(norms + rows), N, lo, hi, stride, LOO, BM, BN, BK, SPLIT)
+    return exponent_tile(X, XL, norms, rows, cols, tl.load(norms + rows), N, lo, hi, stride, LOO, BM, BN, BK, SPLIT)
 
 
 @triton.jit
@@ -148,7 +94,7 @@ def _kde_chain_fwd_kernel(X, XL, NORMS, L, N, NP, LAYERS, O1, O2, O3, O4, row_st
     n_out = row_stop - row_start
     if WIDE:
         NP, n_out = NP.to(tl.int64), n_out.to(tl.int64)
-    rows = tl.minimum(_indices(row_lo, BM, WIDE), N - 1)
+    rows = tl.minimum(indices(row_lo, BM, WIDE), N - 1)
     slots = tl.arange(0, SLOTS)
     m = tl.zeros((BM, SLOTS), dtype=tl.float32)
     if LOO:
@@ -156,7 +102,7 @@ def _kde_chain_fwd_kernel(X, XL, NORMS, L, N, NP, LAYERS, O1, O2, O3, O4, row_st
     s = tl.zeros((BM, SLOTS), dtype=tl.float32)
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
-        cols = _indices(start, BN, WIDE)
+        cols = indices(start, BN, WIDE)
         t = _layer_exponents(X, XL, NORMS, NP, rows, cols, N, 0, O1, O2, O3, O4, stride, LOO, BM, BN, BK, SPLIT)
         m, s, previous = _accumulate(m, s, slots, 0, t, LOO)
         for layer in range(1, LAYERS):
@@ -169,7 +115,7 @@ def _kde_chain_fwd_kernel(X, XL, NORMS, L, N, NP, LAYERS, O1, O2, O3, O4, row_st
             else:
                 s = _add_to_slot(s, slots, LAYERS + layer - 1, tl.sum(current * joint, 1))
             previous = current
-    rows = _indices(row_lo, BM, WIDE)
+    rows = indices(row_lo, BM, WIDE)
     out = L + slots[None, :] * (tl.num_programs(1) * n_out) + split * n_out + (rows - row_start)[:, None]
     used = slots[None, :] < 2 * LAYERS - 1
     tl.store(out, (m + tl.log2(tl.where(used, s, 1.0))) * LN2, mask=(rows[:, None] < row_stop) & used)
@@ -205,97 +151,25 @@ def _pair_weights(tx, ty, fx_i, fx_j, fy_i, fy_j, fj_i, fj_j, LOO: tl.constexpr)
 
 
 @triton.jit
-def _tf32_parts(w):
-    """(hi, lo): w rounded to tf32 (10 mantissa bits, to nearest) and the exact remainder w - hi."""
-    hi = ((w.to(tl.int32, bitcast=True) + 0x1000) & -0x2000).to(tl.float32, bitcast=True)
-    return hi, w - hi
-
-
-@triton.jit
-def _weighted_sum_tile(acc, w, X, XL, cols, feats, N, D, stride, SPLIT: tl.constexpr):
-    """acc += w @ X[cols, feats] (the sum_j S_kj x_j half of G_k)."""
-    cols = tl.minimum(cols, N - 1)
-    xj = _tile(X, cols, feats, stride, D)
-    if SPLIT:
-        w_hi, w_lo = _tf32_parts(w)
-        acc = _dot(w_hi, xj, w_lo, _tile(XL, cols, feats, stride, D), acc, SPLIT)
-    else:
-        acc = _dot(w.to(xj.dtype), xj, w, xj, acc, SPLIT)
-    return acc
-
-
-@triton.jit
-def _store_grad(G, acc, rowsum, X, XL, rows, row_start, row_stop, feats, D, stride, SPLIT: tl.constexpr):
-    """G_k = (sum_j S_kj) x_k - sum_j S_kj x_j for one split's share of the columns."""
-    mask = (rows[:, None] < row_stop) & (feats[None, :] < D)
-    xi = tl.load(X + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0).to(tl.float32)
-    if SPLIT:
-        xi += tl.load(XL + rows[:, None] * stride + feats[None, :], mask=mask, other=0.0)
-    tl.store(G + (rows[:, None] - row_start) * D + feats[None, :], rowsum[:, None] * xi - acc, mask=mask)
-
-
-@triton.jit
 def _kde_bwd_kernel(X, XL, Y, YL, NX, NY, F, GX, GY, N, NP, row_start, row_stop, DX, DY, stride_x, stride_y,
                     cols_per_split, LOO: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BKX: tl.constexpr,
                     BKY: tl.constexpr, BF: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
-    row_lo, split, feats, rows, NP = _backward_program(row_start, N, NP, BM, BF, WIDE)
+    row_lo, split, feats, rows, NP = backward_program(row_start, N, NP, BM, BF, WIDE)
     nx_i = tl.load(NX + rows)
     ny_i = tl.load(NY + rows)
     fx_i, fy_i, fj_i = _row_factors(F, rows, NP)
-    acc_x, acc_y, rowsum_x, rowsum_y = _grad_accumulators(BM, BF)
+    acc_x, acc_y, rowsum_x, rowsum_y = grad_accumulators(BM, BF)
     col_lo = split * cols_per_split
     for start in range(col_lo, tl.minimum(col_lo + cols_per_split, N), BN):
-        cols = _indices(start, BN, WIDE)
-        tx = _exponent_tile(X, XL, NX, rows, cols, nx_i, N, 0, DX, stride_x, LOO, BM, BN, BKX, SPLIT)
-        ty = _exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, LOO, BM, BN, BKY, SPLIT)
+        cols = indices(start, BN, WIDE)
+        tx = exponent_tile(X, XL, NX, rows, cols, nx_i, N, 0, DX, stride_x, LOO, BM, BN, BKX, SPLIT)
+        ty = exponent_tile(Y, YL, NY, rows, cols, ny_i, N, 0, DY, stride_y, LOO, BM, BN, BKY, SPLIT)
         fx_j, fy_j, fj_j = _row_factors(F, cols, NP)
         w_x, w_y = _pair_weights(tx, ty, fx_i, fx_j, fy_i, fy_j, fj_i, fj_j, LOO)
-        acc_x, acc_y, rowsum_x, rowsum_y = _accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y,
+        acc_x, acc_y, rowsum_x, rowsum_y = accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y,
                                                              YL, cols, feats, N, DX, DY, stride_x, stride_y, SPLIT)
-    _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
+    store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
                  DY, stride_x, stride_y, BM, SPLIT, WIDE)
-
-
-@triton.jit
-def _backward_program(row_start, N, NP, BM: tl.constexpr, BF: tl.constexpr, WIDE: tl.constexpr):
-    """A backward program's first row, column split, output features, rows (clamped to N - 1) and the
-    padded length NP (int64 with WIDE)."""
-    row_lo = row_start + tl.program_id(0) * BM
-    feats = tl.program_id(2) * BF + tl.arange(0, BF)
-    if WIDE:
-        NP = NP.to(tl.int64)
-    return row_lo, tl.program_id(1), feats, tl.minimum(_indices(row_lo, BM, WIDE), N - 1), NP
-
-
-@triton.jit
-def _grad_accumulators(BM: tl.constexpr, BF: tl.constexpr):
-    """Zero (acc_x, acc_y, rowsum_x, rowsum_y) of a backward program."""
-    acc = tl.zeros((BM, BF), dtype=tl.float32)
-    rowsum = tl.zeros((BM,), dtype=tl.float32)
-    return acc, acc, rowsum, rowsum
-
-
-@triton.jit
-def _accumulate_grads(acc_x, acc_y, rowsum_x, rowsum_y, w_x, w_y, X, XL, Y, YL, cols, feats, N, DX, DY, stride_x,
-                      stride_y, SPLIT: tl.constexpr):
-    """One tile's share of G_k = sum_j W_kj (x_k - x_j) for both operands: the row sums of W and W @ X."""
-    rowsum_x += tl.sum(w_x, 1)
-    rowsum_y += tl.sum(w_y, 1)
-    acc_x = _weighted_sum_tile(acc_x, w_x, X, XL, cols, feats, N, DX, stride_x, SPLIT)
-    acc_y = _weighted_sum_tile(acc_y, w_y, Y, YL, cols, feats, N, DY, stride_y, SPLIT)
-    return acc_x, acc_y, rowsum_x, rowsum_y
-
-
-@triton.jit
-def _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo, row_start, row_stop, split, feats, DX,
-                 DY, stride_x, stride_y, BM: tl.constexpr, SPLIT: tl.constexpr, WIDE: tl.constexpr):
-    """Both operands' G_k of one column split, at GX/GY[split, rows - row_start, feats]."""
-    rows = _indices(row_lo, BM, WIDE)
-    n_out = row_stop - row_start
-    if WIDE:
-        split = split.to(tl.int64)
-    _store_grad(GX + split * n_out * DX, acc_x, rowsum_x, X, XL, rows, row_start, row_stop, feats, DX, stride_x, SPLIT)
-    _store_grad(GY + split * n_out * DY, acc_y, rowsum_y, Y, YL, rows, row_start, row_stop, feats, DY, stride_y, SPLIT)
 
 
 # ----------------------------------------------------------------------------------- launchers
@@ -306,102 +180,25 @@ def _store_grads(GX, GY, acc_x, acc_y, rowsum_x, rowsum_y, X, XL, Y, YL, row_lo,
 # the tested range (3.4-3.9: each ships its own ptxas). The fp16/bf16 forward is not software-pipelined:
 # two stages spilled on sm_80 with triton 3.5-3.7, and one stage issues ~10% fewer instructions per tile.
 FWD = dict(BM=64, BN=32, num_warps=4)
-BWD = dict(BM=64, num_stages=1)
 
 
 def _forward_stages(dtype):
     return 2 if dtype == torch.float32 else 1
 
 
-def _feature_block(d, dtype):
-    # fp32 operands load two parts (hi, lo) per element: half the block of fp16/bf16, same shared memory
-    widest = 32 if dtype == torch.float32 else 64
-    return max(16, min(widest, triton.next_power_of_2(d)))
-
-
-def _row_range(rows, n):
-    start, stop = rows or (0, n)
-    if not 0 <= start < stop <= n:
-        raise ValueError(f"rows must be a range (start, stop) with 0 <= start < stop <= {n}, got {rows}")
-    return start, stop
-
-
-def _column_splits(n, n_rows, bm, bn, splits, device):
-    """Columns per split (a multiple of BN) and the split count: enough programs to fill the GPU."""
-    col_blocks = triton.cdiv(n, bn)
-    if splits is None:
-        if device.type != "cuda":  # the interpreter: one program at a time anyway
-            splits = 1
-        else:
-            sms = torch.cuda.get_device_properties(device).multi_processor_count
-            splits = triton.cdiv(2 * sms, triton.cdiv(n_rows, bm))
-    splits = max(1, min(int(splits), col_blocks))
-    cols_per_split = triton.cdiv(col_blocks, splits) * bn
-    return cols_per_split, triton.cdiv(n, cols_per_split)
-
-
-def _aligned(layers):
-    """(x, offsets): the layers side by side in one new row-major tensor, each starting at a multiple
-    of ALIGN elements (zero columns in between)."""
-    offsets = [0]
-    for layer in layers:
-        offsets.append(offsets[-1] + triton.cdiv(layer.shape[1], ALIGN) * ALIGN)
-    first = layers[0]
-    x = torch.zeros((first.shape[0], offsets[-1]), dtype=first.dtype, device=first.device)
-    for layer, lo in zip(layers, offsets):
-        x[:, lo:lo + layer.shape[1]] = layer
-    return x, offsets
-
-
-def _layer_operand(x):
-    """x itself where it is row-major with an aligned start and stride, else an aligned copy."""
-    aligned = x.shape[1] % ALIGN == 0 and x.stride(0) % ALIGN == 0
-    return x if aligned and x.data_ptr() % (ALIGN * x.element_size()) == 0 else _aligned([x])[0]
-
-
-def _split_tf32(x):
-    """(hi, lo) float32 tensors, each exact in tf32, with hi + lo = x to ~2^-22 (the tf32x3 split)."""
-    def rounded(v):  # to 10 mantissa bits, to nearest
-        return ((v.view(torch.int32) + 0x1000) & -0x2000).view(torch.float32)
-    hi = rounded(x)
-    return hi, rounded(x - hi)
-
-
-def _mma_operands(x):
-    """(x, its lo part) for the kernels: float32 is split into tf32 hi + lo; fp16/bf16 go as they are
-    (the second pointer then unused)."""
-    return _split_tf32(x) if x.dtype == torch.float32 else (x, x)
-
-
-def _padded(rows, length, value):
-    """rows (R, N) as a contiguous (R, length) float32 tensor, the columns past N set to value."""
-    out = torch.full((rows.shape[0], length), value, dtype=torch.float32, device=rows.device)
-    out[:, :rows.shape[1]] = rows
-    return out
-
-
-def _sq_norms(x, offsets, block):
-    """(L, N padded to whole blocks with inf) float32 squared norms of each layer's rows, from the same
-    rounded operands that enter the MMAs, so that d_ii is ~0 and d_ij is consistent; a padded column's
-    distances are inf, so it adds nothing and needs no mask."""
-    squares = x.float().square()
-    norms = torch.stack([squares[:, lo:hi].sum(1) for lo, hi in zip(offsets[:-1], offsets[1:])])
-    return _padded(norms, triton.cdiv(x.shape[0], block) * block, float("inf"))
-
-
 def _chain_launch(x, offsets, loo, rows, splits, wide_offsets):
     """Log-sums (2L - 1, rows) of the aligned operand x of at most MAX_LAYERS layers."""
     n = x.shape[0]
-    start, stop = _row_range(rows, n)
+    start, stop = row_range(rows, n)
     layers = len(offsets) - 1
-    cols_per_split, n_splits = _column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
+    cols_per_split, n_splits = column_splits(n, stop - start, FWD["BM"], FWD["BN"], splits, x.device)
     partial = torch.empty((2 * layers - 1, n_splits, stop - start), device=x.device, dtype=torch.float32)
-    norms = _sq_norms(x, offsets, FWD["BN"])
+    norms = sq_norms(x, offsets, FWD["BN"])
     grid = (triton.cdiv(stop - start, FWD["BM"]), n_splits)
     wide_offsets = wide(x, partial, norms) if wide_offsets is None else wide_offsets
-    block = _feature_block(max(hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])), x.dtype)
+    block = feature_block(max(hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])), x.dtype)
     ends = offsets[1:] + [offsets[-1]] * (MAX_LAYERS - layers)
-    launch(_kde_chain_fwd_kernel, grid, *_mma_operands(x), norms, partial, n, norms.shape[1], layers, *ends, start,
+    launch(_kde_chain_fwd_kernel, grid, *mma_operands(x), norms, partial, n, norms.shape[1], layers, *ends, start,
            stop, x.stride(0), cols_per_split, LOO=loo, BK=block, SLOTS=SLOTS, SPLIT=x.dtype == torch.float32,
            WIDE=wide_offsets, num_stages=_forward_stages(x.dtype), **FWD)
     return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
@@ -422,12 +219,12 @@ def chain_log_sums(x, offsets, loo, rows=None, splits=None):
     check_same_rows(("x", x))
     offsets = [int(o) for o in offsets]
     _check_offsets(x, offsets)
-    _row_range(rows, x.shape[0])
+    row_range(rows, x.shape[0])
     layers = [x[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
     marginals, joints = [], []
     for first in range(0, len(layers) - 1, MAX_LAYERS - 1):
         window = layers[first:first + MAX_LAYERS]
-        sums = _chain_launch(*_aligned(window), loo, rows, splits, None)
+        sums = _chain_launch(*aligned(window), loo, rows, splits, None)
         marginals.append(sums[:len(window)] if first == 0 else sums[1:len(window)])
         joints.append(sums[len(window):])
     return torch.cat(marginals + joints)
@@ -437,71 +234,26 @@ def log_sums(x, y, loo, rows=None, splits=None, wide_offsets=None):
     """Natural-log kernel sums ln SX, ln SY, ln SJ of rows start:stop (default all) against every
     column: float32 tensor (3, stop - start); the chain kernel on the pair. wide_offsets: int64
     offsets (default: where needed)."""
-    _check_operands(x, y)
-    _row_range(rows, x.shape[0])
-    return _chain_launch(*_aligned([x, y]), loo, rows, splits, wide_offsets)
-
-
-def _check_operands(x, y):
-    check_matrix(x, "x")
-    check_matrix(y, "y", (x.dtype,))
-    check_same_rows(("x", x), ("y", y))
+    check_operands(x, y)
+    row_range(rows, x.shape[0])
+    return _chain_launch(*aligned([x, y]), loo, rows, splits, wide_offsets)
 
 
 def _backward_factors(sums, loo, length):
     """(3, length) float32: 1/S per row (resubstitution), or log2 S (leave one out), from ln S; zero past N."""
-    return _padded(sums * LOG2E.value if loo else torch.exp(-sums), length, 0.0)
-
-
-def _backward_columns(dtype):
-    return 16 if dtype == torch.float32 else 32  # fp32 MMA operands come in two parts (tf32 hi, lo)
-
-
-def _backward_meta(x, y, wide_offsets):
-    """Tiles of the backward. The output chunk BF: every chunk recomputes the pair tiles, so it is as
-    wide as two fp32 accumulators (x and y) allow without spilling: up to 128 features for fp16/bf16
-    (D = 512: pair work done 4 times, not 8), 64 for fp32, whose tf32 hi/lo parts take the registers,
-    and 32 for fp32 with int64 offsets (64 spilled on sm_80 with triton 3.3 and 3.5)."""
-    split = x.dtype == torch.float32
-    widest = (32 if wide_offsets else 64) if split else 128
-    chunk = max(16, min(widest, triton.next_power_of_2(max(x.shape[1], y.shape[1]))))
-    return dict(BN=_backward_columns(x.dtype), num_warps=4 if split else 8, BF=chunk, SPLIT=split,
-                BKX=_feature_block(x.shape[1], x.dtype), BKY=_feature_block(y.shape[1], y.dtype), **BWD)
+    return padded(sums * LOG2E.value if loo else torch.exp(-sums), length, 0.0)
 
 
 def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
     """G_k = sum_j S_kj (x_k - x_j) for x and for y (float32) of rows start:stop (default all), before
     the 2 ln2 / N factor; sums: (3, N) float32 log-sums, every row's."""
-    _check_operands(x, y)
+    check_operands(x, y)
     n = x.shape[0]
     if sums.shape != (3, n) or sums.dtype != torch.float32:
         raise ValueError(f"sums must be the (3, {n}) float32 log-sums of every row, got {tuple(sums.shape)} "
                          f"{sums.dtype}")
     return backward_launch(_kde_bwd_kernel, x, y, lambda padded_n: (_backward_factors(sums, loo, padded_n),), rows,
                            splits, wide_offsets, LOO=loo)
-
-
-def backward_launch(kernel, x, y, row_args, rows, splits, wide_offsets, **constexprs):
-    """(gx, gy) float32 of rows start:stop of a backward kernel with _kde_bwd_kernel's parameters: the
-    operands, their norms, row_args(padded N) (per-row factors and such), the outputs, sizes and tiles."""
-    widths = (x.shape[1], y.shape[1])
-    n = x.shape[0]
-    start, stop = _row_range(rows, n)
-    x, y = _layer_operand(x), _layer_operand(y)
-    dx, dy = x.shape[1], y.shape[1]
-    bn = _backward_columns(x.dtype)
-    cols_per_split, n_splits = _column_splits(n, stop - start, BWD["BM"], bn, splits, x.device)
-    gx = torch.empty((n_splits, stop - start, dx), device=x.device, dtype=torch.float32)
-    gy = torch.empty((n_splits, stop - start, dy), device=x.device, dtype=torch.float32)
-    norms_x, norms_y = (_sq_norms(v, [0, v.shape[1]], bn)[0] for v in (x, y))
-    padded_n = norms_x.shape[0]
-    extra = row_args(padded_n)
-    wide_offsets = wide(x, y, gx, gy, *extra) if wide_offsets is None else wide_offsets
-    meta = _backward_meta(x, y, wide_offsets)
-    grid = (triton.cdiv(stop - start, BWD["BM"]), n_splits, triton.cdiv(max(dx, dy), meta["BF"]))
-    launch(kernel, grid, *_mma_operands(x), *_mma_operands(y), norms_x, norms_y, *extra, gx, gy, n, padded_n, start,
-           stop, dx, dy, x.stride(0), y.stride(0), cols_per_split, WIDE=wide_offsets, **constexprs, **meta)
-    return gx.sum(0)[:, :widths[0]], gy.sum(0)[:, :widths[1]]
 
 
 def compile_examples():

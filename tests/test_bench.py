@@ -69,9 +69,9 @@ def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):
 
 
 def test_student_t_correction_vanishes_for_large_dof():
-    from bench.accuracy import _student_t_correction
-    assert _student_t_correction(3, 1, 1) == pytest.approx(0.0424114, abs=1e-6)  # Monte Carlo: 0.04255
-    assert abs(_student_t_correction(1e6, 2, 2)) < 1e-9
+    from bench.transforms import student_t_correction
+    assert student_t_correction(3, 1, 1) == pytest.approx(0.0424114, abs=1e-6)  # Monte Carlo: 0.04255
+    assert abs(student_t_correction(1e6, 2, 2)) < 1e-9
 
 
 def test_speed_job_json_schema_plot_and_unrunnable_baselines(tmp_path):

@@ -216,7 +216,7 @@ def test_torch_path_tiles_agree_with_the_reference(monkeypatch, loo, cache_bytes
     monkeypatch.setattr(kde_torch, "CHUNK", 40)
     monkeypatch.setattr(kde_torch, "CACHE_BYTES", cache_bytes)
     cached = kde_torch.cache_elements(81, [0, 3, 5], loo, None, torch.float64)
-    tiles = kde_torch._tiles(81, 0, 81, symmetric=True)
+    tiles = kde_torch.tile_walk(81, 0, 81, symmetric=True)
     assert cached == (0 if loo or not cache_bytes else 2 * sum((hi - lo) * (c1 - c0) for lo, hi, c0, c1 in tiles))
     a, b = shifted_pair(81, 3, 2, gen, torch.float64)
     a.requires_grad_()

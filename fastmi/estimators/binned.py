@@ -90,7 +90,7 @@ def layer_range(x, bins, value_range, shard=None):
     if value_range is not None:
         lo, hi = value_range
     else:
-        lo, hi = _extremes(x, dim=None)
+        lo, hi = column_extremes(x, dim=None)
         lo, hi = (float(lo), float(hi)) if shard is None else (float(v) for v in shard.extremes(lo, hi))
     unit = _unit(lo, hi, SAFE_EXPONENT[work_dtype(x[:0]).dtype])
     lo, hi = lo / unit, hi / unit
@@ -104,7 +104,7 @@ def _unit(lo, hi, safe_exponent):
     return 1.0 if ordinary or not math.isfinite(top) else 2.0 ** math.frexp(top)[1]
 
 
-def _extremes(x, dim):
+def column_extremes(x, dim):
     """(min, max) over dim (None: all); +inf, -inf for no rows (an empty shard of the global batch)."""
     if x.shape[0] == 0:
         shape = () if dim is None else x.shape[1:]

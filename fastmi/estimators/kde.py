@@ -18,9 +18,9 @@ import math
 import torch
 
 from .. import kernels
+from ..backend import traced_or_eager
 from ..bandwidth import (check_sigma, column_centres, column_mean_std, column_scales, depends_on_dimension, rule_factor,
-                         rule_of,
-                         split_sigma)
+                         rule_of, split_sigma)
 from ..inputs import check_bool, choice
 from ..warn import warn_user
 from . import kde_torch
@@ -141,7 +141,7 @@ ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums
 def kernel_matrix(x):
     """(N, N) exp2(-||x_i - x_j||^2) of a prepared operand: the torch back-end's kernel tile, all of it."""
     n = x.shape[0]
-    return kde_torch._kernel(kde_torch.Layer(x), (0, n, 0, n), x.new_empty((n, n)))
+    return kde_torch.kernel_tile(kde_torch.Layer(x), (0, n, 0, n), x.new_empty((n, n)))
 
 
 def joint_log_sums(ka, kb, p, rows, product):
@@ -251,12 +251,6 @@ def chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_s
         return kde_torch.chain_grads(x.float(), offsets, sums, weights, loo, rows=(row_start, row_stop))
 
 
-def _op(custom_op, function, *args):
-    """The custom op while torch.compile or torch.export traces; the function itself in eager mode,
-    which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first call)."""
-    return custom_op(*args) if torch.compiler.is_compiling() else function(*args)
-
-
 @torch.library.custom_op("fastmi::kde_chain_log_sums", mutates_args=())
 def chain_log_sums_op(x: torch.Tensor, offsets: list[int], loo: bool, backend: str, row_start: int,
                       row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,7 +287,7 @@ class KDEChain(torch.autograd.Function):
         if shard is None:
             x_all = x
         rows = (0, x_all.shape[0]) if shard is None else shard.rows
-        own, cache = _op(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
+        own, cache = traced_or_eager(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
         every = own if shard is None else shard.gather(own, dim=1)
         count = len(offsets) - 1
         totals = (own[count:] - own[:count - 1] - own[1:count]).sum(dim=1)
@@ -308,7 +302,7 @@ class KDEChain(torch.autograd.Function):
                                "differentiated again (create_graph=True, double backward)")
         x_all, every, cache = ctx.saved_tensors
         weights = grad.to(every.dtype)
-        g = _op(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
+        g = traced_or_eager(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
                 *ctx.rows)
         # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j W_kj (x_k - x_j)
         return (g * (2.0 * math.log(2.0) / every.shape[1])).to(x_all.dtype), None, None, None, None, None

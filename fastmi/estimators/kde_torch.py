@@ -48,15 +48,15 @@ def cache_elements(n, offsets, loo, rows, dtype):
 
 
 def _cached_tiles(cache, n, count):
-    """(tile, [each layer's block of it in `cache`]) of the symmetric tiles, in _tiles order."""
+    """(tile, [each layer's block of it in `cache`]) of the symmetric tiles, in tile_walk order."""
     start = 0
-    for tile in _tiles(n, 0, n, symmetric=True):
+    for tile in tile_walk(n, 0, n, symmetric=True):
         size = (tile[1] - tile[0]) * (tile[3] - tile[2])
         yield tile, [cache[start + m * size:start + (m + 1) * size].view(tile[1] - tile[0], -1) for m in range(count)]
         start += count * size
 
 
-def _tiles(n, start, stop, symmetric, rows=None, chunk=None):
+def tile_walk(n, start, stop, symmetric, rows=None, chunk=None):
     """(lo, hi, c0, c1): row blocks of rows start:stop, each against chunks of columns lo:N
     (symmetric) or 0:N; blocks of `rows` x `chunk` (default ROWS x CHUNK)."""
     rows, chunk = rows or ROWS, chunk or CHUNK
@@ -111,7 +111,7 @@ def _buffer(buffers, k, tile):
     return buffers[k, hi - lo, c1 - c0]
 
 
-def _neg_sq_dist(layer, tile, loo, out):
+def neg_sq_dist(layer, tile, loo, out):
     """-d_ij of a tile (rows lo:hi, columns c0:c1) into `out`, clamped at 0 (a NaN stays a NaN); d_ii
     is 0, or -inf when leaving one out."""
     lo, hi, c0, c1 = tile
@@ -121,7 +121,7 @@ def _neg_sq_dist(layer, tile, loo, out):
     return t
 
 
-def _kernel(layer, tile, out):
+def kernel_tile(layer, tile, out):
     """exp2(-d_ij) of a tile into `out` (no leave-one-out): exponents clamped to [-CUT, 0], the diagonal
     exactly 1."""
     lo, hi, c0, c1 = tile
@@ -155,7 +155,7 @@ def chain_log_sums(x, offsets, loo, rows=None, cache=None):
     if loo or not whole:
         out = torch.full((2 * len(layers) - 1, stop - start), -math.inf, dtype=x.dtype, device=x.device)
         buffers = _Buffers(3, n, x)
-        for tile in _tiles(n, start, stop, symmetric=False):
+        for tile in tile_walk(n, start, stop, symmetric=False):
             part = out[:, tile[0] - start:tile[1] - start]
             torch.logaddexp(part, _tile_log_sums(layers, tile, loo, buffers), out=part)
         return out
@@ -170,12 +170,12 @@ def _symmetric_sums(layers, n, cache):
     sums = torch.zeros((2 * count - 1, n), dtype=x.dtype, device=x.device)
     buffers = _Buffers(3, n, x)
     if cache is None:
-        tiles = ((tile, [_buffer(buffers, m % 2, tile) for m in range(count)]) for tile in _tiles(n, 0, n, True))
+        tiles = ((tile, [_buffer(buffers, m % 2, tile) for m in range(count)]) for tile in tile_walk(n, 0, n, True))
     else:
         tiles = _cached_tiles(cache, n, count)
     for tile, blocks in tiles:
         for m, layer in enumerate(layers):
-            e = _kernel(layer, tile, blocks[m])
+            e = kernel_tile(layer, tile, blocks[m])
             _add_both_ways(sums[m], e, tile)
             if m:
                 _add_both_ways(sums[count + m - 1], torch.mul(blocks[m - 1], e, out=_buffer(buffers, 2, tile)), tile)
@@ -198,13 +198,13 @@ def _tile_log_sums(layers, tile, loo, buffers):
     for m, layer in enumerate(layers):
         block = _buffer(buffers, m % 2, tile)
         if loo:  # every sum needs its own row max: the joint from the exponents, then the marginals
-            _neg_sq_dist(layer, tile, True, block)
+            neg_sq_dist(layer, tile, True, block)
             if m:
                 previous = _buffer(buffers, (m - 1) % 2, tile)
                 out[count + m - 1] = _loo_log_sums(torch.add(previous, block, out=_buffer(buffers, 2, tile)))
                 out[m - 1] = _loo_log_sums(previous)
         else:
-            e = _kernel(layer, tile, block)
+            e = kernel_tile(layer, tile, block)
             out[m] = e.sum(1).log_()
             if m:
                 out[count + m - 1] = _buffer(buffers, (m - 1) % 2, tile).mul_(e).sum(1).log_()
@@ -231,7 +231,7 @@ def chain_grads(x, offsets, sums, weights, loo, rows=None, cache=None):
     row_sums = torch.zeros((len(layers), stop - start), dtype=x.dtype, device=x.device)
     weigh = _LayerWeights(layers, sums, weights, loo, _Buffers(6, n, x))
     if cache is None or cache.numel() == 0:
-        tiles = ((tile, None) for tile in _tiles(n, start, stop, symmetric=whole))
+        tiles = ((tile, None) for tile in tile_walk(n, start, stop, symmetric=whole))
     else:
         tiles = _cached_tiles(cache, n, len(layers))
     for tile, cached in tiles:
@@ -292,7 +292,7 @@ class _LayerWeights:
     def _block(self, m, tile, out):
         """Layer m's exponents (LOO) or kernel values."""
         layer = self.layers[m]
-        return _neg_sq_dist(layer, tile, True, out) if self.loo else _kernel(layer, tile, out)
+        return neg_sq_dist(layer, tile, True, out) if self.loo else kernel_tile(layer, tile, out)
 
     def _both_ways(self, block, k, tile, out, scratch):
         """scale_k * (K_ij / S_i + K_ij / S_j) for the kernel K of sum k, into `out` (scratch may be

@@ -12,7 +12,7 @@ from .. import kernels
 from ..bandwidth import power_of_two
 from ..inputs import check_bool, check_int
 from .base import Estimator
-from .binned import SAFE_EXPONENT, _extremes, check_range, work_dtype
+from .binned import SAFE_EXPONENT, column_extremes, check_range, work_dtype
 
 TINY = 1e-300  # p log p at p = 0 is 0; the clamp keeps its gradient finite
 TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
@@ -70,7 +70,7 @@ def column_ranges(x, bins, value_range, shard=None):
             lo = torch.full((x.shape[1],), value_range[0], dtype=work.dtype, device=x.device)
             hi = torch.full_like(lo, value_range[1])
         else:
-            lo, hi = _extremes(work, dim=0)
+            lo, hi = column_extremes(work, dim=0)
             lo, hi = (lo, hi) if shard is None else shard.extremes(lo, hi)
         width, top, safe = hi - lo, torch.maximum(lo.abs(), hi.abs()), 2.0 ** SAFE_EXPONENT[work.dtype]
         units = torch.where((width > 0) & ((width < 1 / safe) | (top >= safe)), power_of_two(top), torch.ones_like(top))

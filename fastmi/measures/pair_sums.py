@@ -31,9 +31,9 @@ import math
 import torch
 
 from .. import kernels
+from ..backend import traced_or_eager
 from ..estimators import kde_torch
-from ..estimators.kde import _op
-from ..estimators.kde_torch import Layer, _neg_sq_dist
+from ..estimators.kde_torch import Layer, neg_sq_dist
 
 ROWS = 128  # rows per tile
 CHUNK = 1 << 13  # columns per tile: a tile is at most 1M pairs per layer
@@ -62,7 +62,7 @@ class GramSums(torch.autograd.Function):
             except kernels.KernelUnavailable:  # this triton cannot build the kernel (warned once): torch
                 ctx.backend = "torch"
         if sums is None:
-            sums, rows = _op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *ctx.rows)
+            sums, rows = traced_or_eager(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *ctx.rows)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
         return sums, rows
@@ -80,7 +80,7 @@ class GramSums(torch.autograd.Function):
             except kernels.KernelUnavailable:
                 pass  # this triton cannot build the kernel (warned once): the torch path
         if grad is None:
-            grad = _op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing,
+            grad = traced_or_eager(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing,
                        g_rows)
         return grad, None, None, None, None, None, None, None, None
 
@@ -148,7 +148,7 @@ def triton_sums(operands, kind, rows, launches):
     row_sums = torch.zeros((count, n), dtype=torch.float64, device=operands[0].device)
     start, stop = rows
     for a, b, owns_a, owns_b in launches if stop > start else ():  # a shard may have no rows
-        out = _op(row_sums_op, _row_sums, operands[a], operands[b], kind == "distance", start, stop).double()
+        out = traced_or_eager(row_sums_op, _row_sums, operands[a], operands[b], kind == "distance", start, stop).double()
         sums[a, b] = sums[b, a] = out[3].sum()
         if owns_a:
             row_sums[a, start:stop], sums[a, a] = out[0], out[2].sum()
@@ -172,7 +172,7 @@ def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype, launches):
         factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
         # W in units of its largest coefficient: the measures' scale (~1/N^2) would round fp16 MMA operands to 0
         unit = torch.cat([coefficients, factors.flatten()]).abs().amax().clamp_min(torch.finfo(torch.float32).tiny)
-        ga, gb = _op(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients / unit, factors / unit,
+        ga, gb = traced_or_eager(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients / unit, factors / unit,
                      kind == "distance", start, stop)
         grads[a] += ga * unit
         grads[b] += gb * unit
@@ -273,7 +273,7 @@ def _tiles(n, row_start, row_stop):
     their mirrored pairs too; those before it lie in the block's own rows, whose both orders the tile
     holds). Some rows (a shard's): their row blocks against every column, nothing mirrored (below = c1)."""
     whole = (row_start, row_stop) == (0, n)
-    for lo, hi, c0, c1 in kde_torch._tiles(n, row_start, row_stop, whole, ROWS, CHUNK):
+    for lo, hi, c0, c1 in kde_torch.tile_walk(n, row_start, row_stop, whole, ROWS, CHUNK):
         yield lo, hi, c0, c1, max(hi, c0) if whole else c1
 
 
@@ -281,7 +281,7 @@ def _pair_tile(layer, tile, kind, gamma):
     """The tile's P: exp(-gamma d^2) or d from the KDE back-end's -d^2 (one GEMM, clamped at 0, exactly 0 on
     the diagonal)."""
     lo, hi, c0, c1, _ = tile
-    t = _neg_sq_dist(layer, tile[:4], False, layer.x.new_empty((hi - lo, c1 - c0)))
+    t = neg_sq_dist(layer, tile[:4], False, layer.x.new_empty((hi - lo, c1 - c0)))
     return t.mul_(gamma).exp_() if kind == "rbf" else t.neg_().sqrt_()
 
 
