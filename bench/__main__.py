@@ -75,7 +75,8 @@ def accuracy(args):
 
 
 def estimators(args):
-    from bench.accuracy import estimators as run, plot_estimates
+    from bench.accuracy import estimators as run
+    from bench.accuracy import plot_estimates
     rows = run()
     save_json("accuracy_estimators.json", dict(rows=rows))
     save_plot(plot_estimates, "accuracy_estimators.png", rows, 2000)

@@ -12,9 +12,9 @@ import warnings
 import torch
 
 import fastmi
+from bench.transforms import half_cube, normal_cdf, spiral, student_t_correction
 from fastmi.bandwidth import median
 from fastmi.monitor import new_figure
-from bench.transforms import half_cube, normal_cdf, spiral, student_t_correction
 from fastmi.reference import gaussian_mi
 
 # label -> sigma: the library's rules, and the median heuristic at other fractions (how the default
@@ -64,7 +64,7 @@ def wide_low_rank_layers(n, seed=0):
 
 def run(n=2048, rules=RULES, loo=False, seed=0):
     """Print a markdown table of estimates per rule and the mean absolute / relative error."""
-    header = "| task (N=%d) | true MI | " % n + " | ".join(rules) + " |"
+    header = f"| task (N={n}) | true MI | " + " | ".join(rules) + " |"
     print(header)
     print("|" + "---|" * (2 + len(rules)))
     errors = {r: [] for r in rules}

@@ -85,6 +85,7 @@ def dense_cka(a, b):
 def keops_cka(a, b):
     """The same RBF CKA with pykeops LazyTensors: the row sums fastmi's pass computes, reduced symbolically."""
     from pykeops.torch import LazyTensor
+
     from fastmi.measures import centred
 
     def kernel(x):

@@ -17,7 +17,8 @@ def run(sizes=(1024, 4096, 16384), d=64, reps=2, large=100_000, tables=TABLES, t
         rows = side_by_side(sizes, d, backward, "cpu", reps, methods, timeout=timeout, quantity=quantity)
         tag = f"dependence_{quantity}_{'fwd_bwd' if backward else 'fwd'}"
         out[tag] = rows
-        save_plot(plot, f"{tag}.png", rows, f"{quantity}, D = {d}, {'forward+backward' if backward else 'forward'}, CPU")
+        passes = "forward+backward" if backward else "forward"
+        save_plot(plot, f"{tag}.png", rows, f"{quantity}, D = {d}, {passes}, CPU")
     if large:
         big = measure("fastmi", large, d, backward=True, device="cpu", reps=1, quantity="cka")
         print(f"\nfastmi.cka alone, N = {large:,}, D = {d}, forward+backward: {big['seconds']:.1f} s, peak RSS above "

@@ -17,8 +17,8 @@ import torch
 
 import fastmi
 from bench import save_json, significance, timed
-from bench.significance import correlated
 from bench.baselines import ckdtree_ksg_mi, sklearn_ksg_mi
+from bench.significance import correlated
 from fastmi.estimators import ksg
 
 METHODS = ("fastmi", "fastmi_tree", "fastmi_tiles", "ckdtree", "sklearn")
@@ -93,7 +93,8 @@ def _print(r):
         return "-" if r.get(f"{method}_s") is None else f"{r[f'{method}_s']:.3g}"
 
     def ratio(method):
-        return "-" if r.get(f"{method}_s") is None or r["fastmi_s"] is None else f"{r[f'{method}_s'] / r['fastmi_s']:.2f}x"
+        other, ours = r.get(f"{method}_s"), r["fastmi_s"]
+        return "-" if other is None or ours is None else f"{other / ours:.2f}x"
     mi = f"{r['fastmi_mi']:.4f}" if r.get("fastmi_s") is not None else "-"
     print(f"| {r['n']:,} | {r['d']} | {r['path']} | {s('fastmi')} | {s('fastmi_tree')} | {s('fastmi_tiles')} | "
           f"{s('ckdtree')} | {s('sklearn')} | {ratio('ckdtree')} | {ratio('sklearn')} | {mi} |")
@@ -124,7 +125,8 @@ def peak_memory(n, d, k):
     code = ("import json, fastmi; from bench.compare import status_mb; from bench.ksg import correlated; "
             f"a, b = correlated({n}, {d}); base = status_mb('VmRSS'); "
             f"fastmi.layer_mi(a, b, estimator='ksg', k={k}); "
-            "print(json.dumps(dict(peak_above_inputs_mb=status_mb('VmHWM') - base, process_peak_mb=status_mb('VmHWM'))))")
+            "peak = status_mb('VmHWM')\n"
+            "print(json.dumps(dict(peak_above_inputs_mb=peak - base, process_peak_mb=peak)))")
     env = dict(os.environ, TRITON_INTERPRET="0")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     result = dict(n=n, d=d, **json.loads(out.stdout.strip().splitlines()[-1]))

@@ -88,7 +88,8 @@ CASES = [(MLP, reference_mlp, None), (MLP, reference_mlp, 256), (MLP, reference_
          ("small CNN, batch 512", small_cnn, "auto"),
          (MLP, reference_mlp, "auto", dict(estimator="hsic")), (MLP, reference_mlp, "auto", HSIC_INPUT),
          (MLP, reference_mlp, "auto", HSIC_LABELS)]
-GPU_CASES = [("MLP 4096x4, batch 4096", wide_mlp, 1024), ("MLP 4096x4, batch 4096", wide_mlp, 1024, dict(estimator="hsic"))]
+GPU_CASES = [("MLP 4096x4, batch 4096", wide_mlp, 1024),
+             ("MLP 4096x4, batch 4096", wide_mlp, 1024, dict(estimator="hsic"))]
 
 
 def run(rounds=5, cases=None):

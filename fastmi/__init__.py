@@ -7,6 +7,6 @@ from .regularizer import Regularizer
 from .significance import MITest, mi_test
 
 __version__ = "0.1.0"
-__all__ = ["layer_mi", "label_mi", "chain_mi", "unit_mi", "mi_test", "MITest", "Regularizer", "MILog", "information_plane_point",
-           "plot_information_plane", "ESTIMATORS", "hsic", "cka", "cka_matrix",
+__all__ = ["layer_mi", "label_mi", "chain_mi", "unit_mi", "mi_test", "MITest", "Regularizer", "MILog",
+           "information_plane_point", "plot_information_plane", "ESTIMATORS", "hsic", "cka", "cka_matrix",
            "distance_correlation", "MinibatchCKA"]

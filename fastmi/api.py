@@ -7,7 +7,7 @@ an estimator.
 import torch
 
 from .estimators import ESTIMATORS
-from .estimators.auto import entropy as symbol_entropy
+from .estimators.base import entropy as symbol_entropy
 from .estimators.unit import UnitMI
 from .inputs import as_tensors, chained_samples, choice, class_ids, paired_samples, plain_result, result_dtype
 from .pipeline import check_common, evaluate, in_units, nan_as_result, validated
@@ -21,7 +21,8 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
 
     Args:
         a, b: tensors (N, ...) on one device; dims after the first are flattened per sample. Floating
-            inputs are promoted to a common dtype ("binned" also takes integer tensors, as symbols).
+            inputs are promoted to a common dtype. Integer tensors: symbols for "binned" and "auto";
+            class ids (N,) on one side for "ksg" (Ross's estimator) and "gcmi" (class-conditional).
         estimator: "kde" (default), the pairwise Gaussian-KDE estimator, differentiable;
             "binned", plug-in MI of the rows' bin patterns; "unit", the mean over unit pairs of
             fastmi.unit_mi (differentiable with soft=True); "ksg", the Kraskov-Stoegbauer-Grassberger

@@ -41,7 +41,7 @@ def full_precision(device):
     return torch.autocast(device_type=device.type, enabled=False) if enabled else contextlib.nullcontext()
 
 
-def traced_or_eager(custom_op, function, *args):
+def run_op(custom_op, function, *args):
     """The custom op while torch.compile or torch.export traces; the function itself in eager mode,
     which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first call)."""
     return custom_op(*args) if torch.compiler.is_compiling() else function(*args)

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import torch
 
 from . import bandwidth
-from .pipeline import validated
 from .backend import BACKENDS, full_precision, resolve
 from .estimators.kde import operand_dtype
 from .inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
 from .measures import centred
 from .measures.pair_sums import gram_sums
+from .pipeline import validated
 from .warn import warn_user
 
 CKA_KERNELS = ("rbf", "linear")
@@ -122,12 +122,14 @@ class MinibatchCKA:
     @_autocast_off
     def update(self, activations):
         if not isinstance(activations, (list, tuple)) or not activations:
-            raise TypeError(f"activations must be a non-empty list or tuple of tensors, got {type(activations).__name__}")
+            raise TypeError("activations must be a non-empty list or tuple of tensors, got "
+                            f"{type(activations).__name__}")
         names = [f"activations[{m}]" for m in range(len(activations))]
         batch = _inputs(list(zip(names, activations)), self.check_finite, True, None, self.backend)
         hsics = _hsic_matrix(batch, self.kernel, self.sigma, True)
         if self.total is not None and self.total.shape != hsics.shape:
-            raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, {len(activations)} now")
+            raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, "
+                             f"{len(activations)} now")
         self.total = hsics if self.total is None else self.total + hsics
         self.batches += 1
 

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import torch
 
-
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 

@@ -1,7 +1,7 @@
 """Logging MI during training: a recorder/forwarder for Regularizer.last, and information-plane helpers."""
 import torch
 
-from .api import layer_mi
+from .api import label_mi, layer_mi
 
 
 class MILog:
@@ -59,7 +59,8 @@ class MILog:
         return fig
 
 
-OPERANDS = {"successive": "successive layers", "input": "the input and each layer", "labels": "each layer and the labels"}
+OPERANDS = {"successive": "successive layers", "input": "the input and each layer",
+            "labels": "each layer and the labels"}
 
 
 def describe(regularizer):
@@ -81,15 +82,32 @@ def term_label(measure, pairs, k):
 def information_plane_point(x, layers, labels, **layer_mi_kwargs):
     """One epoch's information-plane coordinates: ([I(X; T_k)], [I(T_k; Y)]) for each layer output T_k.
 
-    Defaults to estimator="auto" (README's recommendation: for integer labels or one-hot rows, Ross's
-    estimator, at most H(Y)); estimator="binned" gives Shwartz-Ziv & Tishby's binned plane, which
-    saturates at (ln N, H(Y)) wherever layers have more than a few units per N rows (it warns).
-    labels may be an integer tensor of class ids.
+    Defaults to estimator="auto" (README's recommendation). Integer class ids (N,) as labels are read as
+    such by every estimator: "kde" through fastmi.label_mi (Saxe et al.'s class-conditional KDE), "ksg"
+    Ross's estimator, "gcmi" the class-conditional Gaussian form, "auto" the plug-in or Ross's (at most
+    H(Y)), "binned" the plug-in over bin patterns; "unit" (per-unit histograms) refuses them by name.
+    estimator="binned" gives Shwartz-Ziv & Tishby's binned plane, which saturates at (ln N, H(Y)) wherever
+    layers have more than a few units per N rows (it warns). For a deterministic network I(X; T) of a
+    continuous X is infinite: a kNN or copula estimate of it measures the estimator, not the layer (a
+    binned or fixed-sigma KDE measures a noisy version of the layer, bounded by ln N).
     """
     kwargs = {"estimator": "auto", **layer_mi_kwargs}
     i_xt = [float(layer_mi(x, t, **kwargs)) for t in layers]
-    i_ty = [float(layer_mi(t, labels, **kwargs)) for t in layers]
+    i_ty = [float(_layer_and_labels(t, labels, kwargs)) for t in layers]
     return i_xt, i_ty
+
+
+def _layer_and_labels(t, labels, kwargs):
+    """I(T; Y) by the chosen estimator, class ids read as such (information_plane_point)."""
+    ids = isinstance(labels, torch.Tensor) and labels.dim() == 1 and not labels.is_floating_point()
+    if not ids:
+        return layer_mi(t, labels, **kwargs)
+    if kwargs["estimator"] == "kde":
+        return label_mi(t, labels, **{k: v for k, v in kwargs.items() if k != "estimator"})
+    if kwargs["estimator"] == "unit":
+        raise ValueError("information_plane_point: estimator='unit' (per-unit histograms) has no form for class "
+                         "ids; use 'binned', 'kde', 'ksg', 'gcmi' or 'auto'")
+    return layer_mi(t, labels, **kwargs)
 
 
 def plot_information_plane(points, path, title="Information plane"):

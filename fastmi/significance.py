@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from .api import make_estimator
-from .pipeline import check_common, evaluate, in_units
 from .estimators import ESTIMATORS
 from .inputs import as_tensors, check_int, choice, paired_samples
+from .pipeline import check_common, evaluate, in_units
 from .warn import warn_user
 
 # The null's spread at or below this fraction of the values' size is rounding (float64 sums of N terms

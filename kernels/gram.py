@@ -21,10 +21,24 @@ import torch
 import triton
 import triton.language as tl
 
-from .tiles import (accumulate_grads, backward_launch, backward_program, check_operands, column_splits, exponent_tile,
-                    feature_block, grad_accumulators, indices, layer_operand, mma_operands, padded, row_range,
-                    sq_norms, store_grads)
 from .launch import launch, wide
+from .tiles import (
+    accumulate_grads,
+    backward_launch,
+    backward_program,
+    check_operands,
+    column_splits,
+    exponent_tile,
+    feature_block,
+    grad_accumulators,
+    indices,
+    layer_operand,
+    mma_operands,
+    padded,
+    row_range,
+    sq_norms,
+    store_grads,
+)
 
 SUMS = 5  # rows of the forward's output: sum P, sum Q, sum P^2, sum PQ, sum Q^2
 # The forward's tiles: 128 x 32 pairs at 8 warps, one stage, keep its five float64 row accumulators free

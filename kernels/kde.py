@@ -27,9 +27,23 @@ import triton
 import triton.language as tl
 
 from .launch import check_matrix, check_same_rows, launch, wide
-from .tiles import (accumulate_grads, aligned, backward_launch, backward_program, check_operands, column_splits,
-                    exponent_tile, feature_block, grad_accumulators, indices, mma_operands, padded, row_range, sq_norms,
-                    store_grads)
+from .tiles import (
+    accumulate_grads,
+    aligned,
+    backward_launch,
+    backward_program,
+    check_operands,
+    column_splits,
+    exponent_tile,
+    feature_block,
+    grad_accumulators,
+    indices,
+    mma_operands,
+    padded,
+    row_range,
+    sq_norms,
+    store_grads,
+)
 
 LN2: tl.constexpr = tl.constexpr(0.6931471805599453)
 LOG2E: tl.constexpr = tl.constexpr(1.4426950408889634)

@@ -404,7 +404,8 @@ def write_report(entries, path):
     its markdown tables."""
     path = Path(path)
     import triton
-    report = dict(model=dict(gpu="H100 SXM", **H100, triton=triton.__version__, counts="static SASS instructions per warp",
+    report = dict(model=dict(gpu="H100 SXM", **H100, triton=triton.__version__,
+                             counts="static SASS instructions per warp",
                              main_loop="outermost loop with the most instructions, nested loops counted once"),
                   variants=entries)
     if path.exists():

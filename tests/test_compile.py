@@ -88,7 +88,8 @@ def test_dependence_custom_ops_pass_opcheck():
         torch.library.opcheck(op, args)
 
 
-@pytest.mark.parametrize("options, graphs", [(dict(), 1), (dict(every=3), 2), (dict(pairs="input", max_samples="auto", budget=50), 1)])
+@pytest.mark.parametrize("options, graphs", [(dict(), 1), (dict(every=3), 2),
+                                             (dict(pairs="input", max_samples="auto", budget=50), 1)])
 def test_compiled_training_with_the_regularizer_compiles_once(options, graphs):
     """60 training steps of torch.compile(model, fullgraph=True) with a Regularizer: its hooks read a bool
     that changes only with every= (capturing or not), never the step count, so the model compiles once

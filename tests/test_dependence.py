@@ -323,7 +323,8 @@ def test_half_precision_inputs_run_the_kernels_in_their_dtype(dtype, monkeypatch
     arithmetic is wrong), a float32 result within the operands' rounding of the float64 value."""
     seen = []
     launch = fastmi.kernels.gram.row_sums
-    monkeypatch.setattr(fastmi.kernels.gram, "row_sums", lambda x, *args, **kw: seen.append(x.dtype) or launch(x, *args, **kw))
+    monkeypatch.setattr(fastmi.kernels.gram, "row_sums",
+                        lambda x, *args, **kw: seen.append(x.dtype) or launch(x, *args, **kw))
     a, b = dependent(100, 4, 2, dtype, seed=5)
     value = fastmi.cka(a, b)
     assert value.dtype == torch.float32 and seen == [torch.float16 if dtype == torch.float16 else torch.float32]
@@ -393,6 +394,7 @@ def test_median_bandwidth_is_numpys_median_in_the_inputs_precision():
     float64, and the mean of the two middle values (numpy, hyppo); up to 256 rows every pair counts."""
     import numpy as np
     from scipy.spatial.distance import pdist
+
     from fastmi.dependence import _bandwidth
     g = torch.Generator().manual_seed(4)
     x = torch.randn(200, 3, generator=g, dtype=torch.float64)

@@ -71,12 +71,16 @@ def test_tied_values_share_their_mean_rank():
     assert estimate(relu, b) < estimate(a, b)
 
 
-def test_integer_inputs_are_refused_by_name():
+def test_integer_inputs_that_are_not_class_ids_are_refused_by_name():
+    """Integer class ids (N,) are read as classes (tests/test_class_ids.py); other integer inputs are refused
+    with what to pass instead, and estimators without symbols say how to convert, for tensors and numpy."""
     a = torch.randint(0, 5, (50, 2))
-    with pytest.raises(TypeError, match=r"a must have a floating dtype .*got torch.int64; convert it: x.float\(\) for"):
+    with pytest.raises(TypeError, match=r"class ids, one column \(N,\), got \(50, 2\): convert .*x\.float\(\)"):
         fastmi.layer_mi(a, torch.randn(50, 2), estimator="gcmi")
+    with pytest.raises(TypeError, match=r"a must have a floating dtype .*got torch.int64; convert it: x.float\(\) for"):
+        fastmi.layer_mi(a, torch.randn(50, 2), estimator="kde")
     with pytest.raises(TypeError, match=r"np.asarray\(x, dtype=np.float32\) for a numpy array"):  # numpy's advice too
-        fastmi.layer_mi(a.numpy(), torch.randn(50, 2).numpy(), estimator="gcmi")
+        fastmi.layer_mi(a.numpy(), torch.randn(50, 2).numpy(), estimator="kde")
     value = estimate(a.float(), a.float() + torch.randn(50, 2))  # as floats, ties take mid-ranks
     assert math.isfinite(value) and value > 0
 

@@ -40,8 +40,8 @@ def test_every_kernel_compiles_for_cuda_targets(compiled):
     run, _ = compiled
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert " 0 failed" in run.stdout
-    for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_gram_fwd_kernel", "_gram_bwd_kernel", "_bin_hash_kernel",
-                   "_unit_mi_kernel", "_eps_kernel"):
+    for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_gram_fwd_kernel", "_gram_bwd_kernel",
+                   "_bin_hash_kernel", "_unit_mi_kernel", "_eps_kernel"):
         assert kernel in run.stdout
 
 

@@ -52,7 +52,8 @@ def hard_data(name, seed=0):
     if name == "quantised":
         return torch.randint(0, 4, (400, 2), generator=g).double(), torch.randint(0, 3, (400, 2), generator=g).double()
     if name == "duplicates":
-        a, b = torch.randn(90, 2, generator=g, dtype=torch.float64), torch.randn(90, 1, generator=g, dtype=torch.float64)
+        a = torch.randn(90, 2, generator=g, dtype=torch.float64)
+        b = torch.randn(90, 1, generator=g, dtype=torch.float64)
         return a.repeat(3, 1), b.repeat(3, 1)
     if name == "constant column":
         a = torch.randn(300, 3, generator=g, dtype=torch.float64)
@@ -91,7 +92,8 @@ def test_float32_inputs_equal_their_float64_values(da, db):
 
 def test_tree_is_chosen_up_to_the_measured_crossover():
     assert [round(ksg.tree_max_dim(n)) for n, _ in ksg.TREE_CROSSOVER] == [d for _, d in ksg.TREE_CROSSOVER]
-    assert ksg.tree_max_dim(100) < 4 < ksg.tree_max_dim(500) < 7 < ksg.tree_max_dim(5000) < 13 < ksg.tree_max_dim(50_000) < 20 < ksg.tree_max_dim(10 ** 6)
+    at = ksg.tree_max_dim
+    assert at(100) < 4 < at(500) < 7 < at(5000) < 13 < at(50_000) < 20 < at(10 ** 6)
     x = torch.zeros(20_000, 6, dtype=torch.float64)
     assert ksg.uses_tree(x, x, "torch") and not ksg.uses_tree(x, torch.zeros(20_000, 8), "torch")
     assert not ksg.uses_tree(x, x, "triton")

@@ -96,7 +96,8 @@ def test_the_default_information_plane_is_not_flat():
     (auto) separates the layers and stays below H(Y); binned with 30 bins warns that it is saturated."""
     g = torch.Generator().manual_seed(3)
     labels = torch.randint(0, 4, (400,), generator=g)
-    x = torch.nn.functional.one_hot(labels, 4).float() @ torch.randn(4, 16, generator=g) + torch.randn(400, 16, generator=g)
+    means = torch.nn.functional.one_hot(labels, 4).float() @ torch.randn(4, 16, generator=g)
+    x = means + torch.randn(400, 16, generator=g)
     h1 = torch.tanh(x @ torch.randn(16, 12, generator=g))
     h2 = torch.tanh(h1[:, :3] @ torch.randn(3, 6, generator=g)) + 0.5 * torch.randn(400, 6, generator=g)
     i_xt, i_ty = fastmi.information_plane_point(x, [h1, h2], labels, backend="torch")

@@ -74,7 +74,8 @@ def test_ksg_null_of_relu_layers_warns_once_and_agrees_with_the_tiles(da):
     assert len([w for w in caught if "columns repeat values" in str(w.message)]) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        alone = [float(fastmi.layer_mi(a, b[p], estimator="ksg", backend="torch")) for p in row_permutations(300, 25, 0)]
+        alone = [float(fastmi.layer_mi(a, b[p], estimator="ksg", backend="torch"))
+                 for p in row_permutations(300, 25, 0)]
         assert result.estimate == float(fastmi.layer_mi(a, b, estimator="ksg", backend="torch"))
     assert result.null_mean == pytest.approx(np.mean(alone), rel=1e-12)
 

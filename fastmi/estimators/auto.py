@@ -32,6 +32,7 @@ computed by the same rule (the larger of both, for rule 4).
 import torch
 
 from . import ksg
+from .base import entropy
 from .gcmi import GCMI, normal_scores, whitened
 
 TIE_JITTER = 1e-10  # KSG's jitter= where a column repeats values but no row has k duplicates (quantised data)
@@ -61,13 +62,7 @@ class Auto(ksg.KSG):
             ids_a, ids_b = detail
             return _estimates(lambda rows: plug_in_mi(ids_a, ids_b[rows]), permutations)
         if rule == "labels":
-            x, ids, discrete_a = detail
-
-            def labelled(rows):  # b's rows permuted: the continuous side's if a is the discrete one
-                if rows is None:
-                    return self.ross_mi(x, ids, backend)
-                return self.ross_mi(x[rows], ids, backend) if discrete_a else self.ross_mi(x, ids[rows], backend)
-            return _estimates(labelled, permutations)
+            return self.ross_with_null(*detail, permutations, backend)
         if rule == "gcmi":
             return GCMI().with_null(a, b, permutations, backend)
         if len(permutations) or detail is None:
@@ -104,19 +99,6 @@ class Auto(ksg.KSG):
             return "ksg", reusable
         return ("gcmi", None) if point_masses else ("larger", reusable)
 
-    def ross_mi(self, x, ids, backend):
-        """Ross's estimate of I(x; y) for class ids y (N,) and standardised x, at most the plug-in entropy
-        of the classes used."""
-        sizes = torch.bincount(ids)
-        kept = sizes[ids] > self.k  # a class needs k other rows for a k-th neighbour of its own
-        x, ids = x[kept], ids[kept]
-        if ids.numel() <= self.k or int(ids.unique().numel()) < 2:
-            return torch.zeros((), dtype=torch.float64, device=x.device)
-        span = float((x.max(0).values - x.min(0).values).max()) + 1.0  # past every max-norm distance of x
-        classes = (ids.double() * span)[:, None]
-        estimate = ksg.from_counts(*ksg.neighbour_counts(x, classes, self.k, backend), self.k)
-        return torch.minimum(estimate, entropy(ids))
-
 
 def _estimates(estimate, permutations):
     """(estimate(None), the estimates at each permutation of b's rows, stacked; None without any)."""
@@ -135,12 +117,6 @@ def symbols(x, k):
         return ids
     integer = not x.is_floating_point() or bool((x == x.round()).all())
     return ids if integer and count * (k + 1) <= n else None
-
-
-def entropy(ids):
-    """Plug-in entropy (nats, float64) of symbol ids (N,)."""
-    p = torch.unique(ids, return_counts=True)[1].double() / ids.numel()
-    return -(p * p.log()).sum()
 
 
 def plug_in_mi(ids_a, ids_b):

@@ -41,3 +41,26 @@ class Estimator:
     @classmethod
     def option_names(cls):
         return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+
+def class_side(a, b, name):
+    """(the continuous side, class ids (N,) int64 from 0, whether a is the ids) where one side is integer
+    class ids (N, 1), else None; a TypeError naming the problem for integer inputs the estimator `name`
+    cannot read as class ids (several columns, or both sides)."""
+    integer = [not x.is_floating_point() for x in (a, b)]
+    if not any(integer):
+        return None
+    if all(integer):
+        raise TypeError(f"estimator={name!r} takes class ids on one side only; both a and b are integer: for the MI "
+                        "of two discrete variables use estimator='auto' (the plug-in MI) or 'binned'")
+    ids, continuous = (a, b) if integer[0] else (b, a)
+    if ids.shape[1] != 1:
+        raise TypeError(f"estimator={name!r} reads an integer input as class ids, one column (N,), got "
+                        f"{tuple(ids.shape)}: convert a quantised variable to float (x.float())")
+    return continuous, torch.unique(ids[:, 0], return_inverse=True)[1], integer[0]
+
+
+def entropy(ids):
+    """Plug-in entropy (nats, float64) of symbol ids (N,)."""
+    p = torch.unique(ids, return_counts=True)[1].double() / ids.numel()
+    return -(p * p.log()).sum()

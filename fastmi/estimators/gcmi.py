@@ -22,11 +22,13 @@ the cross-covariance is shrunk toward 0 by the Ledoit-Wolf weight (Ledoit & Wolf
 without bias correction, is biased (low from the shrinkage, high from small N; measured 0.1-0.4 nats on
 independent data at N = 10-20, 6-15 dims per side): a RuntimeWarning says so.
 """
+import math
+
 import torch
 
 from ..inputs import check_bool
 from ..warn import warn_user
-from .base import Estimator
+from .base import Estimator, class_side, entropy
 
 # 1 - rho_max at or below this is a joint the sample cannot tell from singular: rounding in the whitened
 # scores moves rho by ~1e-15 times their conditioning (sqrt(eps): at most ~8.6 nats per canonical pair)
@@ -35,10 +37,13 @@ DETERMINED = torch.finfo(torch.float64).eps ** 0.5
 
 class GCMI(Estimator):
     """estimator="gcmi": bias_correction (True: subtract the analytic bias of the Gaussian estimate).
+    A side of integer class ids (N,) takes the class-conditional Gaussian form (class_conditional_mi),
+    at most the ids' plug-in entropy H(Y).
     Not differentiable (ranks); no group=."""
     name = "gcmi"
     supports_group = False
     nan_blind = True
+    takes_symbols = True  # integer class ids (N,) on one side
 
     def __init__(self, *, bias_correction=True):
         self.bias_correction = check_bool(bias_correction, "bias_correction")
@@ -50,6 +55,9 @@ class GCMI(Estimator):
     def with_null(self, a, b, permutations, backend):
         """A permutation of b's rows permutes its whitened scores: both sides are whitened once (and a
         singular joint, which no permutation changes, is said once)."""
+        labelled = class_side(a, b, self.name)
+        if labelled is not None:
+            return self._class_null(*labelled, permutations)
         with torch.no_grad():
             u, v = whitened(normal_scores(a)), whitened(normal_scores(b))
             values, weights = zip(*[self.from_scores(u, v if p is None else v[p]) for p in [None, *permutations]])
@@ -59,6 +67,19 @@ class GCMI(Estimator):
                       "dimensions, or one side determines the other): the cross-covariance is shrunk toward 0 "
                       f"by the Ledoit-Wolf weight {weights[0]:.3g}, without bias correction; the estimate is "
                       "biased (either way at small N): prefer N > Da + Db")
+        return values[0], torch.stack(values[1:]) if len(values) > 1 else None
+
+    @torch.no_grad()
+    def _class_null(self, x, ids, ids_are_a, permutations):
+        """class_conditional_mi of the continuous side's whitened scores and the ids, and with b's rows
+        permuted (the scores' if a holds the ids)."""
+        z = whitened(normal_scores(x))
+        check_class_sizes(ids, z.shape[1])
+        ceiling = entropy(ids)  # I(X; Y) <= H(Y): a Gaussian per class can pass it (saturated units)
+        values = [torch.minimum(class_conditional_mi(z if p is None or not ids_are_a else z[p],
+                                                     ids if p is None or ids_are_a else ids[p], self.bias_correction),
+                                ceiling)
+                  for p in [None, *permutations]]
         return values[0], torch.stack(values[1:]) if len(values) > 1 else None
 
     def from_scores(self, u, v):
@@ -104,6 +125,37 @@ def gaussian_bias(n, da, db):
     excess of the plug-in Gaussian MI of N samples (Ince et al. 2017, eq. 5)."""
     psi = torch.special.digamma((n - torch.arange(1, da + db + 1, dtype=torch.float64)) / 2)
     return float(0.5 * (psi[:da].sum() + psi[:db].sum() - psi.sum()))
+
+
+def class_conditional_mi(z, ids, bias_correction):
+    """Gaussian-copula MI between a continuous side and class ids (Ince et al. 2017, the model of a
+    Gaussian per class): I = h(z) - sum_y p(y) h(z | y), each entropy that of the Gaussian with the
+    sample covariance of the rows (of the class), 1/2 ln det S up to constants that cancel, less its
+    Wishart bias 1/2 [sum_{i<=d} psi((n - i) / 2) + d ln(2 / (n - 1))] (bias_correction). z: the whitened
+    normal scores (N, d) of every row; every class needs more than d + 1 rows (check_class_sizes)."""
+    def entropy(rows):
+        n, d = rows.shape
+        half_log_det = 0.5 * torch.linalg.slogdet(torch.cov(rows.T).reshape(d, d))[1]
+        if not bias_correction:
+            return half_log_det
+        psi = torch.special.digamma((n - torch.arange(1, d + 1, dtype=torch.float64)) / 2)
+        return half_log_det - 0.5 * (psi.sum() + d * math.log(2 / (n - 1)))
+    if z.shape[1] == 0:  # a side without variance: independent of everything
+        return torch.zeros((), dtype=torch.float64, device=z.device)
+    weights = torch.bincount(ids).double() / ids.numel()
+    conditional = sum(weights[y] * entropy(z[ids == y]) for y in range(len(weights)) if weights[y] > 0)
+    return entropy(z) - conditional
+
+
+def check_class_sizes(ids, d):
+    """A ValueError naming the smallest class where a class has too few rows (d + 1 or fewer) for its
+    d-dimensional covariance to be non-singular."""
+    sizes = torch.bincount(ids)
+    smallest = int(sizes[sizes > 0].min())
+    if smallest <= d + 1:
+        raise ValueError(f"gcmi with class ids needs more than d + 1 = {d + 1} rows in every class (each class's "
+                         f"covariance of the other side's {d} dimensions), but a class has {smallest}: use "
+                         "estimator='ksg' (Ross's estimator) or 'auto', fewer units, or more rows")
 
 
 def shrinkage_weight(u, v, cross):

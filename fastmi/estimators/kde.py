@@ -18,9 +18,17 @@ import math
 import torch
 
 from .. import kernels
-from ..backend import traced_or_eager
-from ..bandwidth import (check_sigma, column_centres, column_mean_std, column_scales, depends_on_dimension, rule_factor,
-                         rule_of, split_sigma)
+from ..backend import run_op
+from ..bandwidth import (
+    check_sigma,
+    column_centres,
+    column_mean_std,
+    column_scales,
+    depends_on_dimension,
+    rule_factor,
+    rule_of,
+    split_sigma,
+)
 from ..inputs import check_bool, choice
 from ..warn import warn_user
 from . import kde_torch
@@ -287,7 +295,7 @@ class KDEChain(torch.autograd.Function):
         if shard is None:
             x_all = x
         rows = (0, x_all.shape[0]) if shard is None else shard.rows
-        own, cache = traced_or_eager(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
+        own, cache = run_op(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
         every = own if shard is None else shard.gather(own, dim=1)
         count = len(offsets) - 1
         totals = (own[count:] - own[:count - 1] - own[1:count]).sum(dim=1)
@@ -302,7 +310,7 @@ class KDEChain(torch.autograd.Function):
                                "differentiated again (create_graph=True, double backward)")
         x_all, every, cache = ctx.saved_tensors
         weights = grad.to(every.dtype)
-        g = traced_or_eager(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
+        g = run_op(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
                 *ctx.rows)
         # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j W_kj (x_k - x_j)
         return (g * (2.0 * math.log(2.0) / every.shape[1])).to(x_all.dtype), None, None, None, None, None

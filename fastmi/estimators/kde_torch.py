@@ -193,7 +193,7 @@ def _add_both_ways(total, e, tile):
 
 def _tile_log_sums(layers, tile, loo, buffers):
     """(2L - 1, rows) log-sums of a tile's rows over its columns."""
-    count, (lo, hi, c0, c1) = len(layers), tile
+    count, (lo, hi, _, _) = len(layers), tile
     out = torch.empty((2 * count - 1, hi - lo), dtype=layers[0].x.dtype, device=layers[0].x.device)
     for m, layer in enumerate(layers):
         block = _buffer(buffers, m % 2, tile)

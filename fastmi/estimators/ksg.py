@@ -31,7 +31,7 @@ from .. import kernels
 from ..bandwidth import column_std
 from ..inputs import check_int, check_number
 from ..warn import warn_user
-from .base import Estimator
+from .base import Estimator, class_side, entropy
 
 ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the torch tile walk)
 TRITON_TILE = 32  # the same for the Triton kernels: float64 64 x 64 tiles spill (static GPU report), 32 x 32 do not
@@ -47,10 +47,12 @@ DISTANCE_BLOCK_BYTES = 64 << 20  # the broadcast differences max_norm_distances 
 
 class KSG(Estimator):
     """estimator="ksg": k (the number of nearest neighbours, 1 <= k < N); columns are scaled to unit
-    variance first. Not differentiable; no group=."""
+    variance first. A side of integer class ids (N,) takes Ross's estimator (ross_mi). Not
+    differentiable; no group=."""
     name = "ksg"
     supports_group = False
     nan_blind = True
+    takes_symbols = True  # integer class ids (N,) on one side: Ross 2014
 
     def __init__(self, *, k=3, jitter=0.0):
         self.k = check_int(k, "k", 1)
@@ -60,6 +62,8 @@ class KSG(Estimator):
     def __call__(self, a, b, backend, shard):
         """KSG MI in nats of standardised a, b: a 0-d float64 tensor without gradient."""
         self._check_rows(a.shape[0])
+        if class_side(a, b, self.name) is not None:
+            return self.with_null(a, b, [], backend)[0]
         return from_counts(*neighbour_counts(*self._operands(a, b), self.k, backend), self.k)
 
     def _operands(self, a, b):
@@ -81,6 +85,12 @@ class KSG(Estimator):
         trees are built once and, after the first permutation, each row's nearest marginal distances
         are listed once: a marginal count is then a binary search, and only the joint search is redone."""
         self._check_rows(a.shape[0])
+        labelled = class_side(a, b, self.name)
+        if labelled is not None:
+            continuous, ids, ids_are_a = labelled
+            x = standardized(continuous)
+            return self.ross_with_null(broken_ties(x, self.jitter, seed=0) if self.jitter > 0 else x, ids, ids_are_a,
+                                       permutations, backend)
         k, (x, y) = self.k, self._operands(a, b)
         if uses_tree(x, y, backend):
             return self._tree_null(x, y, permutations)
@@ -88,6 +98,31 @@ class KSG(Estimator):
             return self._matrix_null(x, y, permutations)
         null = [from_counts(*neighbour_counts(x, y[p], k, backend), k, warn=False) for p in permutations]
         return from_counts(*neighbour_counts(x, y, k, backend), k), torch.stack(null) if null else None
+
+    def ross_with_null(self, x, ids, ids_are_a, permutations, backend):
+        """(Ross's estimate, its estimates with b's rows permuted or None) for standardised x and class ids."""
+        def estimate(rows):  # b's rows permuted: the continuous side's if a holds the ids
+            if rows is None:
+                return self.ross_mi(x, ids, backend)
+            return self.ross_mi(x[rows], ids, backend) if ids_are_a else self.ross_mi(x, ids[rows], backend)
+        null = [estimate(p) for p in permutations]
+        return estimate(None), torch.stack(null) if null else None
+
+    def ross_mi(self, x, ids, backend):
+        """Ross's kNN estimate of I(x; y) for class ids y (N,) and standardised x (Ross 2014, PLoS ONE
+        9:e87357; scikit-learn's mutual_info_classif), at most the plug-in entropy of the classes used: KSG
+        with the ids as one column scaled past every distance of x, so a row's k-th joint neighbour is the
+        k-th of its own class and KSG's marginal counts are Ross's m_i - 1 and N_y - 1. Rows of classes of
+        k or fewer rows are left out (a class needs k other rows), as scikit-learn leaves out singletons."""
+        sizes = torch.bincount(ids)
+        kept = sizes[ids] > self.k
+        x, ids = x[kept], ids[kept]
+        if ids.numel() <= self.k or int(ids.unique().numel()) < 2:
+            return torch.zeros((), dtype=torch.float64, device=x.device)
+        span = float((x.max(0).values - x.min(0).values).max()) + 1.0  # past every max-norm distance of x
+        classes = (ids.double() * span)[:, None]
+        estimate = from_counts(*neighbour_counts(x, classes, self.k, backend), self.k)
+        return torch.minimum(estimate, entropy(ids))
 
     def _tree_null(self, x, y, permutations):
         k, sides = self.k, (Marginal(x), Marginal(y))

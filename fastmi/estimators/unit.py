@@ -12,7 +12,7 @@ from .. import kernels
 from ..bandwidth import power_of_two
 from ..inputs import check_bool, check_int
 from .base import Estimator
-from .binned import SAFE_EXPONENT, column_extremes, check_range, work_dtype
+from .binned import SAFE_EXPONENT, check_range, column_extremes, work_dtype
 
 TINY = 1e-300  # p log p at p = 0 is 0; the clamp keeps its gradient finite
 TRITON_MAX_BINS = 128  # one unit's K x K block must fit a tile
