@@ -9,16 +9,15 @@ from torch import nn
 
 from .api import chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
-from .dependence import hsic, hsic_terms
 from .estimators import ESTIMATORS
 from .inputs import choice, class_ids
+from .measures import MEASURES, hsic_terms
 from .pipeline import UNITS, validated
 from .warn import warn_user
 
 DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PAIR_WORK = 64  # kappa: per pair of rows and layer, the exps, sums and weights in flop-equivalents (CPU)
 PAIRS = ("successive", "input", "labels")
-MEASURES = {"hsic": hsic}  # differentiable dependence measures a term can be, besides layer_mi's estimators
 INPUT = "input"  # the _Capture index of the model's input (a forward pre-hook on the model)
 
 
@@ -216,7 +215,7 @@ class Regularizer:
 
     def _terms(self, layers, other, shard):
         """The 1-d tensor of terms: I(h_k; h_k+1), I(x; h_k) or I(h_k; y) (or HSIC), in that order. The KDE's
-        successive terms are one chain (chain_mi) and HSIC terms one pass (dependence.hsic_terms): each
+        successive terms are one chain (chain_mi) and HSIC terms one pass (measures.hsic_terms): each
         operand's work once per step, not once per term it is in."""
         if other is not None and not other.is_floating_point():  # class ids, (N, 1)
             if self.estimator == "kde":
@@ -377,8 +376,12 @@ def _term_function(estimator, options):
     """term(a, b) -> a differentiable 0-d tensor: a measure of MEASURES, or layer_mi with a differentiable
     estimator; the options' names (and, for layer_mi, their values) are checked here."""
     choice(estimator, "estimator", (*ESTIMATORS, *MEASURES))
+    differentiable = [name for name, measure in MEASURES.items() if measure.differentiable]
     if estimator in MEASURES:
         measure = MEASURES[estimator]
+        if not measure.differentiable:
+            raise ValueError(f"the Regularizer needs a differentiable measure; {estimator!r} is not (those that are: "
+                             f"{differentiable})")
         known = [name for name, p in inspect.signature(measure).parameters.items() if p.kind == p.KEYWORD_ONLY]
         unknown = sorted(set(options) - set(known))
         if unknown:
@@ -388,8 +391,8 @@ def _term_function(estimator, options):
     common = inspect.signature(layer_mi).parameters
     own = {k: v for k, v in options.items() if k not in common}
     if not make_estimator(estimator, own).differentiable:
-        raise ValueError("the Regularizer needs a differentiable estimator: 'kde', 'unit' with soft=True, or "
-                         f"'hsic'; got estimator={estimator!r} with {own}")
+        raise ValueError("the Regularizer needs a differentiable estimator: 'kde', 'unit' with soft=True, or a "
+                         f"measure of fastmi.MEASURES {differentiable}; got estimator={estimator!r} with {own}")
     choice(options.get("units", "nats"), "units", UNITS)
     choice(options.get("backend", "auto"), "backend", BACKENDS)
     return functools.partial(layer_mi, estimator=estimator, **options)

@@ -360,7 +360,7 @@ def test_hsic_terms_are_the_listed_pairs_hsic_from_one_pass(backend, monkeypatch
     launched = []
     launch = fastmi.kernels.gram.row_sums
     monkeypatch.setattr(fastmi.kernels.gram, "row_sums", lambda *a, **k: launched.append(1) or launch(*a, **k))
-    values = fastmi.dependence.hsic_terms(layers, pairs, sigma=[0.8, "median", 1.2, "median"], unbiased=True,
+    values = fastmi.measures.hsic_terms(layers, pairs, sigma=[0.8, "median", 1.2, "median"], unbiased=True,
                                           backend=backend)
     want = [float(fastmi.hsic(layers[a], layers[b], sigma=([0.8, "median", 1.2, "median"][a],
                                                            [0.8, "median", 1.2, "median"][b]), unbiased=True,
@@ -395,7 +395,7 @@ def test_median_bandwidth_is_numpys_median_in_the_inputs_precision():
     import numpy as np
     from scipy.spatial.distance import pdist
 
-    from fastmi.dependence import _bandwidth
+    from fastmi.measures.dependence import _bandwidth
     g = torch.Generator().manual_seed(4)
     x = torch.randn(200, 3, generator=g, dtype=torch.float64)
     x[5] = 1e7

@@ -30,6 +30,7 @@ class Estimator:
     takes_symbols = False  # integer / bool inputs are discrete symbols, not refused
     supports_group = True  # group=: the global batch under torch.distributed
     nan_blind = False  # binning / neighbour search would turn NaN into a plausible number
+    compiles = False  # torch.compile(fullgraph=True) traces it without a graph break (tests/test_contract.py)
 
     def __call__(self, a, b, backend, shard):
         raise NotImplementedError

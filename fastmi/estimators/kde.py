@@ -45,6 +45,7 @@ class KDE(Estimator):
     divergence ("kl" or "bhattacharyya"), loo (leave one out)."""
     name = "kde"
     differentiable = True
+    compiles = True  # custom ops with fake implementations (docs/design.md, "torch.compile")
 
     def __init__(self, *, sigma="median", divergence="kl", loo=False, bound=None):
         if bound is not None:

@@ -12,16 +12,26 @@ from dataclasses import dataclass
 
 import torch
 
-from . import bandwidth
-from .backend import BACKENDS, full_precision, resolve
-from .estimators.kde import operand_dtype
-from .inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
-from .measures import centred
-from .measures.pair_sums import gram_sums
-from .pipeline import validated
-from .warn import warn_user
+from .. import bandwidth
+from ..backend import BACKENDS, full_precision, resolve
+from ..estimators.kde import operand_dtype
+from ..inputs import as_tensors, check_bool, choice, plain_result, result_dtype, sample_matrices
+from ..pipeline import validated
+from ..warn import warn_user
+from . import centred
+from .pair_sums import gram_sums
 
 CKA_KERNELS = ("rbf", "linear")
+
+
+def capabilities(*, differentiable, supports_group, compiles):
+    """Declares what a registered measure (fastmi.MEASURES) can do, as an estimator's class attributes do
+    for fastmi.ESTIMATORS; tests/test_contract.py checks every declaration. compiles: traced by
+    torch.compile(fullgraph=True) with a float sigma (the "median" rule reads its median on the host)."""
+    def declare(measure):
+        measure.differentiable, measure.supports_group, measure.compiles = differentiable, supports_group, compiles
+        return measure
+    return declare
 
 
 def _autocast_off(measure):
@@ -33,6 +43,7 @@ def _autocast_off(measure):
     return run
 
 
+@capabilities(differentiable=True, supports_group=True, compiles=True)
 @_autocast_off
 def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """HSIC with RBF kernels: biased HSIC_b = (1/N^2) tr(K H L H) (Gretton et al. 2005), or the unbiased
@@ -46,6 +57,7 @@ def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=T
     return _result(_hsic_matrix(batch, "rbf", sigma, unbiased)[0, 1], batch)
 
 
+@capabilities(differentiable=True, supports_group=True, compiles=True)
 @_autocast_off
 def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """Centered kernel alignment (Kornblith et al. 2019): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), with
@@ -71,6 +83,7 @@ def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, bac
     return _result(*_cka(named, kernel, sigma, unbiased, backend, check_finite, group))
 
 
+@capabilities(differentiable=True, supports_group=True, compiles=True)
 @_autocast_off
 def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None):
     """Distance correlation (Szekely, Rizzo & Bakirov 2007), the V-statistic as dcor.distance_correlation
