@@ -20,7 +20,7 @@ from fastmi.reference import gaussian_mi
 # label -> sigma: the library's rules, and the median heuristic at other fractions (how the default
 # fraction 1/4 was chosen).
 RULES = {
-    "median (default, 1/4)": "median",
+    "standardized_median (default, 1/4)": "standardized_median",
     "median x1": functools.partial(median, fraction=1.0),
     "median x1/2": functools.partial(median, fraction=0.5),
     "median x1/8": functools.partial(median, fraction=0.125),

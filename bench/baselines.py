@@ -10,7 +10,7 @@ from fastmi.bandwidth import column_bandwidths
 from fastmi.reference import ksg_mi_tree
 
 
-def dense_kde_mi(a, b, sigma="median"):
+def dense_kde_mi(a, b, sigma="standardized_median"):
     """What one writes without fastmi: same estimate as fastmi.layer_mi(a, b, sigma), O(N^2) memory."""
     x, y = _scaled(a, b, sigma)
     alpha = torch.cdist(x, x).square() / 2
@@ -20,12 +20,12 @@ def dense_kde_mi(a, b, sigma="median"):
         + math.log(a.shape[0])
 
 
-def _scaled(a, b, sigma="median"):
+def _scaled(a, b, sigma="standardized_median"):
     joint = a.shape[1] + b.shape[1]
     return a / column_bandwidths(a, sigma, joint).to(a.dtype), b / column_bandwidths(b, sigma, joint).to(b.dtype)
 
 
-def numpy_kde_mi(a, b, sigma="median"):
+def numpy_kde_mi(a, b, sigma="standardized_median"):
     """The same estimate with scipy's dense cdist and logsumexp in float64 (forward only)."""
     from scipy.spatial.distance import cdist
     from scipy.special import logsumexp
@@ -35,7 +35,7 @@ def numpy_kde_mi(a, b, sigma="median"):
     return torch.tensor(value + math.log(a.shape[0]))
 
 
-def keops_kde_mi(a, b, sigma="median"):
+def keops_kde_mi(a, b, sigma="standardized_median"):
     """The same estimate with pykeops LazyTensors: symbolic N x N matrices, reduced on the fly."""
     from pykeops.torch import LazyTensor
     x, y = _scaled(a, b, sigma)

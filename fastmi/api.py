@@ -6,6 +6,7 @@ an estimator.
 """
 import torch
 
+from .bandwidth import KDE_MEDIAN
 from .estimators import ESTIMATORS
 from .estimators.base import entropy as symbol_entropy
 from .estimators.unit import UnitMI
@@ -38,10 +39,13 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
             (the same on every rank) is over the global batch; each rank's gradient is the global
             estimate's gradient for its own rows. Not for "ksg".
         **options: the estimator's own (an unknown one is a TypeError that lists them):
-            kde: sigma="median" (a positive float in the data's units; a rule "median", "silverman",
-                "scott" applied after per-column standardisation; a callable rule(n, d, z); or a
-                pair of those for (a, b)), divergence="kl" | "bhattacharyya" (the pairwise
-                divergence between kernels: exp(-d^2 / 2 sigma^2) or exp(-d^2 / 8 sigma^2)),
+            kde: sigma="standardized_median" (a positive float in the data's units; a rule
+                "standardized_median" — a quarter of the median distance between standardised rows;
+                "median" is its old spelling, with a FutureWarning —, "silverman", "scott", applied after
+                per-column standardisation; a callable rule(n, d, z) returning a factor in standard
+                deviations; or a pair of those for (a, b); fastmi.bandwidth.kde_sigma),
+                divergence="kl" | "bhattacharyya" (the pairwise divergence between kernels:
+                exp(-d^2 / 2 sigma^2) or exp(-d^2 / 8 sigma^2)),
                 loo=False (leave the self term out of every kernel sum).
             binned: bins=30, range=None ((lo, hi) for every unit; default the layer's min/max).
             unit: bins=16, soft=False, range=None (default each unit's own min/max).
@@ -77,7 +81,8 @@ def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="n
 LABEL_SIGMA = 0.05  # one-hot labels 0.05 apart in sigmas: e^-400 between classes, below every back-end's clamp
 
 
-def label_mi(a, labels, *, sigma="median", units="nats", backend="auto", check_finite=True, group=None, **kde_options):
+def label_mi(a, labels, *, sigma=KDE_MEDIAN, units="nats", backend="auto", check_finite=True, group=None,
+             **kde_options):
     """KDE MI between activations a (N, ...) and discrete labels (N,) (Saxe et al. 2018):
 
         I(T; Y) = H(T) - sum_y p(y) H(T | Y = y) = (1/N) sum_i [ln sum_{j: y_j = y_i} K_ij - ln sum_j K_ij] + H(Y)
@@ -130,7 +135,7 @@ def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, gr
 
     Each layer's work is done once per call: its operand (centring, bandwidth, scale), its kernel
     blocks (shared by the two pairs it belongs to) and, in the backward, one weighted sum per layer.
-    That holds for a float sigma and the "median" rule; a rule of the joint dimension (Silverman,
+    That holds for a float sigma and the "standardized_median" rule; a rule of the joint dimension (Silverman,
     Scott, a callable rule) gives a middle layer a different bandwidth in its two pairs unless their
     widths agree, and the pairs are then computed one by one. Activations are flattened per sample and
     promoted to one dtype; errors name the layer index. Options and the rest as in layer_mi.

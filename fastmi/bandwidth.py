@@ -12,7 +12,8 @@ too: the column standard deviations stay in the autograd graph and only the rule
 a or b (<dI/da, a - mean(a)> = 0): it is the exact gradient of the estimate at the current factor.
 A float sigma is a constant (a noise level in the data's units).
 
-The default, "median", is a quarter of the median distance between standardised rows: of the
+The default, "standardized_median" (before: "median", still accepted with a FutureWarning), is a quarter
+of the median distance between standardised rows: of the
 fractions 1, 1/2, 1/3, 1/4, 1/6, 1/8 and the Silverman and Scott rules, it had the smallest mean
 absolute error on the ground-truth tasks of bench/accuracy.py, and unlike Silverman and Scott it does
 not saturate on wide layers of low intrinsic dimension (table in README.md).
@@ -20,6 +21,8 @@ not saturate on wide layers of low intrinsic dimension (table in README.md).
 import math
 
 import torch
+
+from .warn import warn_user
 
 # The median rule looks at an evenly strided subsample of at most this many rows (float32): measured on
 # bench/accuracy.py over 5 seeds at N = 2048, mean abs error 0.962 +- 0.018 nats with 256 rows in float32
@@ -56,25 +59,72 @@ def median(n, d, z, fraction=MEDIAN_FRACTION):
     return torch.where(value > 0, fraction * value, torch.ones_like(value))
 
 
-RULES = {"silverman": silverman, "scott": scott, "median": median}
-DIMENSION_FREE = ("median",)  # rules that ignore their d argument
+# The two conventions, named apart (docs/design.md, "Bandwidths"):
+# - the KDE's (layer_mi, chain_mi, label_mi, its Regularizer terms): rules in standard deviations of the
+#   standardised columns, sigma_c = std_c * rule(n, Da + Db, z); "standardized_median" is a quarter of the
+#   median distance between standardised rows; a callable returns that factor;
+# - the kernel measures' (hsic, cka, cka_matrix, MinibatchCKA): "median" is the median distance between
+#   the centred raw rows (the field's median heuristic), a callable returns sigma in the data's units.
+KDE_MEDIAN = "standardized_median"
+RULES = {"silverman": silverman, "scott": scott, KDE_MEDIAN: median}
+DIMENSION_FREE = (KDE_MEDIAN,)  # rules that ignore their d argument
+RENAMED = {"median": KDE_MEDIAN}  # the KDE's old spellings: the same rule, with a FutureWarning
+MEASURE_RULES = ("median",)
 
 
-def check_sigma(sigma):
-    """Raise a clear error for a bandwidth spec that is not a positive float, a rule, or a pair."""
-    specs = sigma if isinstance(sigma, (tuple, list)) else (sigma,)
-    if isinstance(sigma, (tuple, list)) and len(sigma) != 2:
-        raise ValueError(f"sigma as a sequence must be a pair (sigma_a, sigma_b), got {sigma!r}")
+def kde_sigma(sigma):
+    """The KDE's sigma checked, old rule names spelled anew (a FutureWarning where one is passed): a
+    positive float (data units), a rule name of RULES, a callable rule(n, d, z) -> a factor in standard
+    deviations, or a pair of those for (a, b). TypeError for a wrong type, ValueError for a bad value."""
+    specs = _spec_list(sigma, 2, "a pair (sigma_a, sigma_b)")
+    renamed = [spec for spec in specs if isinstance(spec, str) and spec in RENAMED]
+    if renamed:
+        warn_user(f"the KDE's sigma={renamed[0]!r} is now spelled sigma={RENAMED[renamed[0]]!r} (the same rule: a "
+                  "quarter of the median distance between standardised rows); in hsic and cka 'median' is the "
+                  "field's median distance in the data's units", FutureWarning)
+    specs = [RENAMED.get(spec, spec) if isinstance(spec, str) else spec for spec in specs]
     for spec in specs:
-        if callable(spec):
-            continue
-        if isinstance(spec, str):
-            if spec not in RULES:
-                raise ValueError(f"unknown bandwidth rule {spec!r}; choose one of {sorted(RULES)} or a float")
-        elif isinstance(spec, bool) or not isinstance(spec, (int, float)):
-            raise TypeError(f"sigma must be a float, a rule name or a pair of those, got {spec!r}")
-        elif not (math.isfinite(spec) and spec > 0):
-            raise ValueError(f"sigma must be positive and finite, got {spec!r}")
+        if isinstance(spec, str) and spec not in RULES:
+            raise ValueError(f"unknown bandwidth rule {spec!r}; the KDE takes {sorted(RULES)}, a positive float or "
+                             "a callable rule(n, d, z)")
+        _check_spec(spec)
+    return tuple(specs) if isinstance(sigma, (tuple, list)) else specs[0]
+
+
+def measure_sigma(sigma, count=None):
+    """The kernel measures' sigma checked (hsic, cka, ...): a positive float (data units), "median" (the
+    median distance between rows), a callable rule(n, d, x) -> sigma in the data's units, or one of those
+    per input (count inputs, where known). TypeError for a wrong type, ValueError for a bad value."""
+    specs = _spec_list(sigma, count, f"one spec per input ({count})" if count else "one spec per input")
+    for spec in specs:
+        if isinstance(spec, str) and spec not in MEASURE_RULES:
+            kde = f" ({spec!r} is a rule of the KDE, in standard deviations)" if spec in RULES else ""
+            raise ValueError(f"unknown bandwidth rule {spec!r}{kde}; hsic and cka take 'median' (the median "
+                             "distance between rows, in the data's units), a positive float or a callable "
+                             "rule(n, d, x)")
+        _check_spec(spec)
+    return specs
+
+
+def _spec_list(sigma, count, expected):
+    """sigma as a list of specs: one, or a sequence of `count` (any length > 0 where count is None)."""
+    if not isinstance(sigma, (tuple, list)):
+        return [sigma]
+    if not sigma or (count is not None and len(sigma) != count):
+        raise ValueError(f"sigma as a sequence must be {expected}, got {sigma!r}")
+    return list(sigma)
+
+
+def _check_spec(spec):
+    """A TypeError for a spec that is neither a number, a string nor a callable; a ValueError for a number
+    that is not positive and finite."""
+    if isinstance(spec, str) or callable(spec):
+        return
+    if isinstance(spec, bool) or not isinstance(spec, (int, float)):
+        raise TypeError(f"sigma must be a positive float, a rule name, a callable rule, or one of those per input; "
+                        f"got {spec!r}")
+    if not (math.isfinite(spec) and spec > 0):
+        raise ValueError(f"sigma must be positive and finite, got {spec!r}")
 
 
 def split_sigma(sigma):

@@ -7,6 +7,7 @@ import weakref
 import torch
 from torch import nn
 
+from . import bandwidth
 from .api import chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
 from .estimators import ESTIMATORS
@@ -85,7 +86,7 @@ class Regularizer:
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
                  every=1, seed=0, budget=None, pairs="successive", **estimator_kwargs):
         self.pairs = choice(pairs, "pairs", PAIRS)
-        self._term = _term_function(estimator, estimator_kwargs)
+        self._term, estimator_kwargs = _term_function(estimator, estimator_kwargs)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             raise ValueError(f"weight must be a finite number, got {weight!r}")
         if not isinstance(maximize, bool):
@@ -373,8 +374,10 @@ def _operand_sigmas(sigma, pairs, count):
 
 
 def _term_function(estimator, options):
-    """term(a, b) -> a differentiable 0-d tensor: a measure of MEASURES, or layer_mi with a differentiable
-    estimator; the options' names (and, for layer_mi, their values) are checked here."""
+    """(term(a, b) -> a differentiable 0-d tensor, the options as checked): a measure of MEASURES, or layer_mi
+    with a differentiable estimator. The options' names and values are checked here, when the Regularizer is
+    built (sigma by fastmi.bandwidth, in the estimator's or the measure's convention; the KDE's old rule
+    names spelled anew, so their FutureWarning is said once)."""
     choice(estimator, "estimator", (*ESTIMATORS, *MEASURES))
     differentiable = [name for name, measure in MEASURES.items() if measure.differentiable]
     if estimator in MEASURES:
@@ -387,15 +390,20 @@ def _term_function(estimator, options):
         if unknown:
             raise TypeError(f"estimator={estimator!r} takes the options {known}, got {unknown}")
         choice(options.get("backend", "auto"), "backend", BACKENDS)
-        return functools.partial(measure, **options)
+        if "sigma" in options:
+            bandwidth.measure_sigma(options["sigma"], 2)  # one spec, or a pair: each term's (a, b)
+        return functools.partial(measure, **options), options
     common = inspect.signature(layer_mi).parameters
     own = {k: v for k, v in options.items() if k not in common}
-    if not make_estimator(estimator, own).differentiable:
+    built = make_estimator(estimator, own)
+    if not built.differentiable:
         raise ValueError("the Regularizer needs a differentiable estimator: 'kde', 'unit' with soft=True, or a "
                          f"measure of fastmi.MEASURES {differentiable}; got estimator={estimator!r} with {own}")
     choice(options.get("units", "nats"), "units", UNITS)
     choice(options.get("backend", "auto"), "backend", BACKENDS)
-    return functools.partial(layer_mi, estimator=estimator, **options)
+    if "sigma" in options:
+        options = dict(options, sigma=built.sigma)
+    return functools.partial(layer_mi, estimator=estimator, **options), options
 
 
 def _label_rows(labels):

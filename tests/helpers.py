@@ -49,7 +49,7 @@ def layer_pair(n, d, dtype, device, seed=0):
     return a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)
 
 
-def kde_reference(a, b, sigma="median", divergence="kl", loo=False):
+def kde_reference(a, b, sigma="standardized_median", divergence="kl", loo=False):
     """(value, grad a, grad b) of the dense float64 reference on the very same (rounded) inputs, with
     the bandwidths layer_mi uses."""
     a64 = a.detach().double().requires_grad_()

@@ -9,7 +9,7 @@ import fastmi
 from fastmi.estimators import kde
 from helpers import TOL, relative_error
 
-SIGMAS = ["median", 0.9, "silverman", (1.1, "median"), lambda n, d, z: 0.35]
+SIGMAS = ["standardized_median", 0.9, "silverman", (1.1, "standardized_median"), lambda n, d, z: 0.35]
 
 
 def layers(n, widths, dtype, seed=0):
@@ -27,7 +27,8 @@ def per_pair(hs, **options):
 
 CASES = [(backend, dtype, sigma, loo) for backend, dtype in [("torch", torch.float64), ("torch", torch.float32)]
          for sigma in SIGMAS for loo in (False, True)]
-CASES += [("triton", torch.float32, sigma, loo) for sigma in ("median", "silverman") for loo in (False, True)]
+CASES += [("triton", torch.float32, sigma, loo) for sigma in ("standardized_median", "silverman")
+          for loo in (False, True)]
 
 
 @pytest.mark.parametrize("backend,dtype,sigma,loo", CASES)
@@ -51,7 +52,7 @@ def test_chain_gradcheck_float64():
 
 
 @pytest.mark.parametrize("sigma,widths,operands", [
-    ("median", [5, 4, 7, 3], 4), (0.9, [5, 4, 7, 3], 4),  # one operand per layer
+    ("standardized_median", [5, 4, 7, 3], 4), (0.9, [5, 4, 7, 3], 4),  # one operand per layer
     ("silverman", [4, 4, 4, 4], 4),                      # the pairs' Da + Db agree: shared
     ("silverman", [5, 4, 7, 3], 6),                      # they do not: pair by pair
 ])

@@ -15,7 +15,8 @@ def pair(seed=0):
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-@pytest.mark.parametrize("sigma,loo", [("median", False), ("scott", True), (0.8, False), ((0.5, "silverman"), False)])
+@pytest.mark.parametrize("sigma,loo", [("standardized_median", False), ("scott", True), (0.8, False),
+                                       ((0.5, "silverman"), False)])
 def test_fullgraph_compile_matches_eager(backend, sigma, loo):
     def mi(a, b):
         return fastmi.layer_mi(a, b, sigma=sigma, loo=loo, backend=backend, check_finite=False)

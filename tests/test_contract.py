@@ -56,7 +56,11 @@ def test_differentiable_as_declared(name):
     if declared(name, "differentiable"):
         grad, = torch.autograd.grad(value, a)
         assert bool(torch.isfinite(grad).all()) and float(grad.abs().max()) > 0
-        fastmi.Regularizer(model, estimator=name).remove()  # the Regularizer takes it
+        with fastmi.Regularizer(model, estimator=name, backend="torch") as reg:  # the Regularizer takes it
+            model(a.detach().float())
+            h1, h2 = model[0](a.detach().float()), model[2](model[1](model[0](a.detach().float())))
+            term = reg()
+        assert float(term) == pytest.approx(-float(call(name, h1, h2, backend="torch")), rel=1e-5, abs=1e-6)
     else:
         assert not value.requires_grad
         with pytest.raises(ValueError, match="the Regularizer needs a differentiable"):

@@ -43,7 +43,7 @@ def test_value_and_gradient_match_reference(backend, dtype, n, da, db, loo, gen)
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 @pytest.mark.parametrize("divergence", ["kl", "bhattacharyya"])
-@pytest.mark.parametrize("sigma", [0.7, (0.5, 2.0), "silverman", "scott", ("median", 1.3)])
+@pytest.mark.parametrize("sigma", [0.7, (0.5, 2.0), "silverman", "scott", ("standardized_median", 1.3)])
 def test_bandwidths_and_divergences_match_reference(backend, divergence, sigma, gen):
     a, b = shifted_pair(150, 3, 4, gen, torch.float32)
     value = fastmi.layer_mi(a, b, sigma=sigma, divergence=divergence, backend=backend)
@@ -138,7 +138,7 @@ def test_mixed_dtypes_promote(gen):
     assert float(value) == pytest.approx(kde_reference(a, b.float())[0], abs=1e-6)
 
 
-RULES = ["median", "silverman", "scott", lambda n, d, z: 0.3 * float(z.std())]
+RULES = ["standardized_median", "silverman", "scott", lambda n, d, z: 0.3 * float(z.std())]
 
 
 @pytest.mark.parametrize("sigma", RULES, ids=["median", "silverman", "scott", "callable"])
@@ -171,7 +171,7 @@ def test_median_rule_factor_is_detached_and_the_stds_are_not(gen):
     a, b = shifted_pair(80, 3, 3, gen, torch.float64)
     factors = [float(bandwidth.median(80, 6, (x - x.mean(0)) / x.std(0))) for x in (a, b)]
     a.requires_grad_()
-    ga, = torch.autograd.grad(fastmi.layer_mi(a, b, sigma="median"), a)
+    ga, = torch.autograd.grad(fastmi.layer_mi(a, b, sigma="standardized_median"), a)
     a2 = a.detach().requires_grad_()
     fixed = tuple(lambda n, d, z, f=f: f for f in factors)
     ref, = torch.autograd.grad(fastmi.layer_mi(a2, b, sigma=fixed), a2)
@@ -226,3 +226,48 @@ def test_torch_path_tiles_agree_with_the_reference(monkeypatch, loo, cache_bytes
     assert abs(float(value) - ref) <= 1e-10
     for g, r in zip(torch.autograd.grad(value, (a, b)), (ref_ga, ref_gb)):
         assert relative_error(g, r) <= 1e-9
+
+
+def test_the_kdes_median_rule_is_spelled_standardized_median_and_the_old_name_warns():
+    """Two conventions under one name before: the KDE's "median" (a quarter of the median distance between
+    standardised rows) and hsic's (the median distance in data units). The KDE's is renamed; its old
+    spelling gives the same number with a FutureWarning, and never silently means hsic's."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 3, generator=g)
+    b = 0.6 * a + torch.randn(200, 3, generator=g)
+    new = float(fastmi.layer_mi(a, b, sigma="standardized_median"))
+    with pytest.warns(FutureWarning, match="now spelled sigma='standardized_median'"):
+        old = float(fastmi.layer_mi(a, b, sigma="median"))
+    assert old == new == float(fastmi.layer_mi(a, b))  # the default, without a warning
+    with pytest.warns(FutureWarning):
+        assert float(fastmi.label_mi(a, torch.arange(200) % 3, sigma="median")) == pytest.approx(
+            float(fastmi.label_mi(a, torch.arange(200) % 3)))
+
+
+@pytest.mark.parametrize("call", [
+    lambda sigma: fastmi.layer_mi(torch.randn(20, 2), torch.randn(20, 2), sigma=sigma),
+    lambda sigma: fastmi.hsic(torch.randn(20, 2), torch.randn(20, 2), sigma=sigma),
+    lambda sigma: fastmi.cka(torch.randn(20, 2), torch.randn(20, 2), sigma=sigma),
+    lambda sigma: fastmi.Regularizer(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)), sigma=sigma),
+    lambda sigma: fastmi.Regularizer(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
+                                     estimator="hsic", sigma=sigma),
+    lambda sigma: fastmi.MinibatchCKA(kernel="rbf", sigma=sigma),
+], ids=["layer_mi", "hsic", "cka", "Regularizer-kde", "Regularizer-hsic", "MinibatchCKA"])
+def test_one_sigma_parser_one_set_of_error_types(call):
+    """TypeError for a wrong type, ValueError for a bad value, for every estimator and measure, checked
+    when the call (or the Regularizer, the accumulator) is built."""
+    for wrong in (True, object(), None):
+        with pytest.raises(TypeError, match="sigma must be a positive float, a rule name, a callable rule"):
+            call(wrong)
+    for bad in (0.0, -1.0, math.inf, "nonsense", ()):
+        with pytest.raises(ValueError):
+            call(bad)
+
+
+def test_each_convention_refuses_the_others_rule_by_name():
+    a, b = torch.randn(30, 2), torch.randn(30, 2)
+    with pytest.raises(ValueError, match=r"'standardized_median' is a rule of the KDE"):
+        fastmi.hsic(a, b, sigma="standardized_median")
+    with pytest.raises(ValueError, match=r"'silverman' is a rule of the KDE"):
+        fastmi.cka(a, b, sigma="silverman")
+    fastmi.hsic(a, b, sigma="median")  # hsic's median: the field's, in the data's units

@@ -20,11 +20,12 @@ import torch
 from .. import kernels
 from ..backend import run_op
 from ..bandwidth import (
-    check_sigma,
+    KDE_MEDIAN,
     column_centres,
     column_mean_std,
     column_scales,
     depends_on_dimension,
+    kde_sigma,
     rule_factor,
     rule_of,
     split_sigma,
@@ -47,13 +48,12 @@ class KDE(Estimator):
     differentiable = True
     compiles = True  # custom ops with fake implementations (docs/design.md, "torch.compile")
 
-    def __init__(self, *, sigma="median", divergence="kl", loo=False, bound=None):
+    def __init__(self, *, sigma=KDE_MEDIAN, divergence="kl", loo=False, bound=None):
         if bound is not None:
             warn_user("layer_mi(bound=...) is now divergence=...: the estimate is a difference of pairwise-"
                       "divergence entropy estimates, not a bound", FutureWarning)
             divergence = bound
-        check_sigma(sigma)
-        self.sigma = sigma
+        self.sigma = kde_sigma(sigma)
         self.divergence = choice(divergence, "divergence", tuple(DIVERGENCE_FACTOR))
         self.loo = check_bool(loo, "loo")
 
@@ -88,7 +88,7 @@ class KDE(Estimator):
         """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype.
 
         A layer's operand (centring, bandwidth, scale) is computed once where both pairs it belongs to
-        give it the same bandwidth: always for a float sigma and the "median" rule; for a rule of the
+        give it the same bandwidth: always for a float sigma and the "standardized_median" rule; for a rule of the
         joint dimension (Silverman, Scott, a callable) only where the two pairs' Da + Db agree. Where
         they do not, every pair is computed on its own."""
         as_a, as_b = self._operand_keys([x.shape[1] for x in layers])

@@ -53,6 +53,7 @@ def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=T
     torch.distributed process group (a, b this rank's rows; the value is the global batch's, each rank's
     gradient the global one for its rows)."""
     check_bool(unbiased, "unbiased")
+    bandwidth.measure_sigma(sigma, 2)
     batch = _inputs([("a", a), ("b", b)], check_finite, unbiased, group, backend)
     return _result(_hsic_matrix(batch, "rbf", sigma, unbiased)[0, 1], batch)
 
@@ -106,6 +107,7 @@ def hsic_terms(activations, pairs, *, sigma="median", unbiased=False, backend="a
     layer's bandwidth and operand once, its kernel tiles once per tile (torch) or one Triton launch per
     listed pair. The Regularizer's HSIC terms; options as for cka_matrix (sigma: one spec or one per layer)."""
     check_bool(unbiased, "unbiased")
+    bandwidth.measure_sigma(sigma, len(activations))
     batch = _inputs([(f"activations[{m}]", x) for m, x in enumerate(activations)], check_finite, unbiased, group,
                     backend)
     matrix = _hsic_matrix(batch, "rbf", sigma, unbiased, pairs)
@@ -127,6 +129,7 @@ class MinibatchCKA:
 
     def __init__(self, *, kernel="linear", sigma="median", backend="auto", check_finite=True):
         self.kernel, self.sigma = choice(kernel, "kernel", CKA_KERNELS), sigma
+        bandwidth.measure_sigma(sigma)
         self.backend = choice(backend, "backend", BACKENDS)
         self.check_finite = check_bool(check_finite, "check_finite")
         self.total, self.batches = None, 0
@@ -163,6 +166,7 @@ def _cka(named, kernel, sigma, unbiased, backend, check_finite, group):
     """(CKA matrix, Batch) of [(name, input)]."""
     choice(kernel, "kernel", CKA_KERNELS)
     check_bool(unbiased, "unbiased")
+    bandwidth.measure_sigma(sigma, len(named))
     batch = _inputs(named, check_finite, unbiased, group, backend)
     return _cka_from_hsic(_hsic_matrix(batch, kernel, sigma, unbiased), batch.everys, [n for n, _ in named]), batch
 
@@ -256,27 +260,22 @@ def _constant(layers):
 
 
 def _specs(sigma, count):
-    if isinstance(sigma, (tuple, list)):
-        if len(sigma) != count:
-            raise ValueError(f"sigma as a sequence must have one spec per input ({count}), got {sigma!r}")
-        return sigma
-    return (sigma,) * count
+    """One checked spec per input (bandwidth.measure_sigma)."""
+    specs = bandwidth.measure_sigma(sigma, count if isinstance(sigma, (tuple, list)) else None)
+    return specs if isinstance(sigma, (tuple, list)) else specs * count
 
 
 def _bandwidth(x, spec):
-    """sigma in the data's units: a positive float, "median", or a callable rule(n, d, x)."""
+    """sigma in the data's units of a checked spec (bandwidth.measure_sigma): a positive float, "median" (the
+    median distance between rows), or a callable rule(n, d, x), whose value is checked here."""
     n, d = x.shape
-    if isinstance(spec, str) and spec == "median":
-        value = float(bandwidth.median(n, d, x.detach(), fraction=1.0))
-    elif callable(spec):
-        value = float(spec(n, d, x.detach()))
-    elif isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        value = float(spec)
-    else:
-        raise ValueError(f"sigma must be a positive float, 'median', a callable rule(n, d, x) or one of those per "
-                         f"input, got {spec!r}")
+    if isinstance(spec, str):
+        return float(bandwidth.median(n, d, x.detach(), fraction=1.0))
+    if not callable(spec):
+        return float(spec)
+    value = float(spec(n, d, x.detach()))
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"sigma must be positive and finite, got {value!r}")
+        raise ValueError(f"the bandwidth rule {spec!r} gave sigma = {value!r}; it must return a positive float")
     return value
 
 
