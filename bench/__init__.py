@@ -5,6 +5,7 @@ checkout clean); bench/results/ holds the committed reference results that READM
 (refresh them with `--out bench/results`).
 """
 import json
+import math
 import os
 import platform
 import time
@@ -42,11 +43,43 @@ def save_plot(draw, name, *args):
     return path
 
 
-def timed(fn, reps=1):
-    """(median wall seconds over `reps` calls, the last call's value): CPU jobs timed in-process."""
+def layer_pair(n, d, dtype="float32", device="cpu", seed=0, noise=0.1):
+    """The benchmarks' one input: a ~ N(0, I) (n, d) and a dependent layer b = tanh(a W / sqrt(d)) + noise,
+    W ~ N(0, I) (d, d), from a CPU generator (the same numbers on every device); dtype a torch dtype or
+    its name."""
+    import torch
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + noise * torch.randn(n, d, generator=g)
+    return a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)
+
+
+def run_times(fn, reps=1, device="cpu", warmup=False):
+    """([wall seconds of each of `reps` calls of fn], the last call's value): the benchmarks' one timer. A
+    warm-up call first where asked (compilation, lazy imports, caches, the allocator); on CUDA the device
+    is synchronised before and after each call, so a time is the work's, not its launch's."""
+    sync = _synchronizer(device)
+    if warmup:
+        fn()
     times, value = [], None
     for _ in range(reps):
+        sync()
         start = time.perf_counter()
         value = fn()
+        sync()
         times.append(time.perf_counter() - start)
+    return times, value
+
+
+def timed(fn, reps=1, device="cpu", warmup=False):
+    """(median wall seconds over `reps` calls, the last call's value): run_times' median."""
+    times, value = run_times(fn, reps, device, warmup)
     return sorted(times)[len(times) // 2], value
+
+
+def _synchronizer(device):
+    if str(device).startswith("cuda"):
+        import torch
+        return torch.cuda.synchronize
+    return lambda: None

@@ -26,7 +26,8 @@ import math
 import os
 import subprocess
 import sys
-import time
+
+from bench import layer_pair, run_times
 
 METHODS = ("fastmi", "dense", "numpy", "keops")
 BASELINE = "dense"
@@ -67,14 +68,6 @@ def available_mb():
     return math.inf if value is None else value
 
 
-def _inputs(n, d, dtype, device):
-    import torch
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, d, generator=g)
-    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.1 * torch.randn(n, d, generator=g)
-    return a.to(device=device, dtype=getattr(torch, dtype)), b.to(device=device, dtype=getattr(torch, dtype))
-
-
 def _method(name, quantity="kde_mi"):
     """The function of `method` that computes `quantity` (QUANTITIES)."""
     import fastmi
@@ -90,7 +83,7 @@ def _method(name, quantity="kde_mi"):
 def worker(method, n, d, backward, device, reps, dtype="float32", quantity="kde_mi"):
     """Time `reps` runs of one method in this process; return a dict of seconds and peak memory."""
     import torch
-    a, b = _inputs(n, d, dtype, device)
+    a, b = layer_pair(n, d, dtype, device)
     a, b = a.requires_grad_(backward), b.requires_grad_(backward)
     fn = _method(method, quantity)
     cuda = device == "cuda"
@@ -99,8 +92,6 @@ def worker(method, n, d, backward, device, reps, dtype="float32", quantity="kde_
         value = fn(a, b)
         if backward:
             value.backward()
-        if cuda:
-            torch.cuda.synchronize()
         return value
     if reps > 1:
         once()  # warm-up: compilation, lazy imports, caches, allocator
@@ -112,11 +103,7 @@ def worker(method, n, d, backward, device, reps, dtype="float32", quantity="kde_
     else:
         reset_peak_rss()
         base = status_mb("VmRSS")
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        value = once()
-        times.append(time.perf_counter() - start)
+    times, value = run_times(once, reps, device)
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else status_mb("VmHWM") - base
     median = sorted(times)[len(times) // 2]
     return dict(method=method, quantity=quantity, n=n, d=d, backward=backward, device=device, dtype=dtype,

@@ -10,23 +10,17 @@ Rates are measured on the very tile shapes the torch path uses (ROWS x CHUNK, K 
 Gram, CHUNK x D for S @ X) and on an in-place exp2 over a block; everything else the path does
 (clamps, products, weights, row and column sums) is what the ratio to the floor measures.
 """
-import math
-import time
 
 import torch
 
 import fastmi
+from bench import layer_pair, run_times
 from fastmi.estimators import kde_torch
 
 
 def _best(fn, reps=5):
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """The fastest of `reps` timed calls after a warm-up (a rate's floor: the least-disturbed run)."""
+    return min(run_times(fn, reps, warmup=True)[0])
 
 
 def rates(n, d):
@@ -54,9 +48,7 @@ def floors(n, widths, r):
 def measure(n=16384, d=64, reps=3, rounds=3):
     """fastmi's forward and backward against the floor at this machine's rates: a dict. Rates and times
     are measured in alternating rounds (a shared machine's speed drifts); the fastest of each counts."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, d, generator=g)
-    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.1 * torch.randn(n, d, generator=g)
+    a, b = layer_pair(n, d)
     a_grad = a.clone().requires_grad_()
     runs = []
     for _ in range(rounds):

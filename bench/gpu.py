@@ -6,32 +6,20 @@ output folder.
 With --quick on a machine without CUDA it runs the same code at tiny sizes (Triton interpreter):
 a smoke test of this script, not a measurement.
 """
-import math
 import sys
-import time
 
 import torch
 
 import fastmi
-from bench import save_json
+from bench import layer_pair, save_json, timed
 from bench.baselines import dense_kde_mi
-
-
-def _inputs(n, d, dtype, device, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, d, generator=g)
-    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.3 * torch.randn(n, d, generator=g)
-    return a.to(device=device, dtype=dtype), b.to(device=device, dtype=dtype)
 
 
 def _seconds(fn, cuda):
     if cuda:
         import triton.testing
         return triton.testing.do_bench(fn, warmup=5, rep=50) / 1e3
-    fn()
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    return timed(fn, warmup=True)[0]
 
 
 def _timed(fn, cuda):
@@ -53,7 +41,7 @@ def exp_bound_pairs_per_s(clock_hz=1.98e9, exp2_per_clock_per_sm=16, exps_per_pa
 
 def timing_case(n, d, dtype, device):
     cuda = device == "cuda"
-    a, b = _inputs(n, d, dtype, device)
+    a, b = layer_pair(n, d, dtype, device)
     a.requires_grad_()
     b.requires_grad_()
     row = dict(n=n, d=d, dtype=str(dtype))
@@ -85,14 +73,14 @@ def histogram_timings(device, quick):
     """unit_mi at N = 8192, Da = Db = 1024, K = 16 (int8 tensor-core ops/s) and binned at N = 1M."""
     cuda = device == "cuda"
     n, d, k = (256, 16, 16) if quick else (8192, 1024, 16)
-    a, b = _inputs(n, d, torch.float32, device)
+    a, b = layer_pair(n, d, torch.float32, device)
     row = dict(job="unit_mi", n=n, d=d, bins=k)
     row["fused_s"] = _timed(lambda: fastmi.unit_mi(a, b, bins=k, backend="triton"), cuda)
     row["torch_s"] = _timed(lambda: fastmi.unit_mi(a, b, bins=k, backend="torch"), cuda)
     if row["fused_s"]:
         row["int8_tops"] = 2 * n * (d * k) ** 2 / row["fused_s"] / 1e12
     n2 = 1024 if quick else 1_000_000
-    a, b = _inputs(n2, 64 if quick else 256, torch.float32, device)
+    a, b = layer_pair(n2, 64 if quick else 256, torch.float32, device)
     binned_row = dict(job="binned", n=n2, d=a.shape[1], bins=30,
                       fused_s=_timed(lambda: fastmi.layer_mi(a, b, estimator="binned", backend="triton"), cuda),
                       torch_s=_timed(lambda: fastmi.layer_mi(a, b, estimator="binned", backend="torch"), cuda))
@@ -107,7 +95,7 @@ def ksg_timings(device, quick):
     cuda = device == "cuda"
     rows = []
     for n in ([300] if quick else [20_000, 100_000]):
-        a, b = _inputs(n, 10, torch.float32, device)
+        a, b = layer_pair(n, 10, torch.float32, device)
         row = dict(job="ksg", n=n, d=10, k=3)
         row["triton_s"] = _timed(lambda: fastmi.layer_mi(a, b, estimator="ksg", backend="triton"), cuda)
         if n <= 20_000:
@@ -116,9 +104,7 @@ def ksg_timings(device, quick):
             from bench.baselines import sklearn_ksg_mi
             from fastmi.estimators.ksg import standardized
             x, y = (standardized(v.double()).cpu().numpy() for v in (a, b))
-            start = time.perf_counter()
-            sklearn_ksg_mi(x, y)
-            row["sklearn_tree_cpu_s"] = time.perf_counter() - start
+            row["sklearn_tree_cpu_s"] = timed(lambda: sklearn_ksg_mi(x, y))[0]
             row["speedup_vs_tree"] = row["sklearn_tree_cpu_s"] / row["triton_s"] if row["triton_s"] else None
         except ImportError:
             row["sklearn_tree_cpu_s"] = None  # the GPU host may lack scikit-learn
@@ -137,7 +123,7 @@ def dependence_timings(device, quick):
     cases = [(64, torch.float32, True), (128, torch.float16, False)] if quick else \
         [(16384, torch.float32, True), (65536, torch.bfloat16, False)]
     for n, dtype, with_dense in cases:
-        a, b = _inputs(n, 16 if quick else 64, dtype, device)
+        a, b = layer_pair(n, 16 if quick else 64, dtype, device)
         a.requires_grad_()
         b.requires_grad_()
         for name, fast, dense in (("cka", fastmi.cka, dense_cka),
@@ -161,16 +147,13 @@ def dependence_timings(device, quick):
 
 def million_rows(device, n=1_000_000, d=64):
     """One forward+backward at N = 1M in bf16: must not run out of memory."""
-    a, b = _inputs(n, d, torch.bfloat16, device)
+    a, b = layer_pair(n, d, torch.bfloat16, device)
     a.requires_grad_()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
     try:
-        fastmi.layer_mi(a, b, check_finite=False).backward()
-        torch.cuda.synchronize()
-        row = dict(n=n, d=d, seconds=time.perf_counter() - start,
-                   peak_gb=torch.cuda.max_memory_allocated() / 2**30, ok=True)
+        seconds = timed(lambda: fastmi.layer_mi(a, b, check_finite=False).backward(), device=device)[0]
+        row = dict(n=n, d=d, seconds=seconds, peak_gb=torch.cuda.max_memory_allocated() / 2**30, ok=True)
     except torch.cuda.OutOfMemoryError as e:
         row = dict(n=n, d=d, ok=False, error=str(e)[:300])
     print(f"  N=1,000,000 D=64 bf16 forward+backward: {row}")

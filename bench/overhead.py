@@ -5,14 +5,13 @@ one process (median of the rounds), so machine noise hits them alike. Models: th
 784 -> 1024 -> 1024 -> 1024 -> 10 (batch 1024) and a small CNN on 3x32x32 inputs (batch 512).
 """
 import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
 
 import fastmi
-from bench import save_json
+from bench import save_json, timed
 
 
 def reference_mlp():
@@ -26,17 +25,8 @@ def small_cnn():
                          nn.Flatten(), nn.Linear(64 * 8 * 8, 10)), (3, 32, 32), 512
 
 
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _clock(fn, device):
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
+    return timed(fn, device=device)[0]
 
 
 def wide_mlp(width=4096, batch=4096, depth=4):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import fastmi
+from bench import layer_pair
 from bench.baselines import dense_kde_mi
 from fastmi import reference
 
@@ -20,10 +21,7 @@ N = 4096 if DEVICE == "cuda" else 2048
 
 
 def layers(n, d, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    a = torch.randn(n, d, generator=g)
-    b = torch.tanh(a @ torch.randn(d, d, generator=g) / math.sqrt(d)) + 0.1 * torch.randn(n, d, generator=g)
-    return a.to(DEVICE), b.to(DEVICE)
+    return layer_pair(n, d, device=DEVICE, seed=seed)
 
 
 def _sync(value):

@@ -172,3 +172,22 @@ def test_public_calls_reach_the_kernel_launch_in_few_frames(call, monkeypatch):
     a, b = torch.randn(40, 3), torch.randn(40, 2)
     getattr(fastmi, call)(a, b, backend="triton")
     assert seen and 5 <= seen[0] <= FRAMES[call]  # 5: the path is seen at all
+
+
+def test_the_benchmarks_have_one_timer_and_one_input_generator():
+    """bench/__init__.py's run_times / timed and layer_pair; a job with its own clock or its own copy of
+    the pair is a second way to measure the same thing."""
+    for path in (ROOT / "bench").glob("*.py"):
+        if path.name != "__init__.py":
+            text = path.read_text()
+            assert "perf_counter" not in text, path.name
+            assert "torch.tanh(a @ torch.randn(d, d" not in text, path.name
+    import bench
+
+    calls = []
+    times, value = bench.run_times(lambda: calls.append(1) or len(calls), reps=3, warmup=True)
+    assert len(times) == 3 and value == 4 and all(t >= 0 for t in times)
+    a, b = bench.layer_pair(50, 4, "float64", seed=3)
+    again = bench.layer_pair(50, 4, "float64", seed=3)
+    assert a.dtype.is_floating_point and a.shape == b.shape == (50, 4)
+    assert all(bool((x == y).all()) for x, y in zip((a, b), again))
