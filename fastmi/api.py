@@ -11,7 +11,7 @@ from .estimators import ESTIMATORS
 from .estimators.base import entropy as symbol_entropy
 from .estimators.unit import UnitMI
 from .inputs import as_tensors, chained_samples, choice, class_ids, paired_samples, plain_result, result_dtype
-from .pipeline import check_common, evaluate, in_units, nan_as_result, validated
+from .pipeline import check_common, evaluation, in_units, nan_as_result, validated
 from .warn import warn_user
 
 REDUCTIONS = ("none", "mean", "sum")
@@ -143,7 +143,8 @@ def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, gr
     estimator = make_estimator("kde", kde_options)
     check_common(units, backend)
     layers, shard = validated(lambda min_rows: chained_samples(activations, check_finite, min_rows), group)
-    values = evaluate(lambda resolved, shard: estimator.chain(layers, resolved, shard), layers, backend, shard)
+    with evaluation(layers, backend) as resolved:
+        values = estimator.chain(layers, resolved, shard)
     return in_units(values.to(result_dtype(*layers)), units)
 
 
@@ -166,7 +167,7 @@ def _estimate(estimator, a, b, units, backend, check_finite, group, compute=None
     (a, b), shard = validated(lambda min_rows: paired_samples(a, b, check_finite, estimator.takes_symbols, min_rows),
                                group)
     a_in, b_in, mark = nan_as_result(a, b, guard=estimator.nan_blind and not check_finite)
-    value = evaluate(lambda resolved, shard: (compute or estimator)(a_in, b_in, resolved, shard), [a, b],
-                      backend, shard)
+    with evaluation([a, b], backend) as resolved:
+        value = (compute or estimator)(a_in, b_in, resolved, shard)
     value = in_units(mark(value).to(device=a.device, dtype=result_dtype(a, b)), units)
     return plain_result(value) if plain else value

@@ -41,7 +41,8 @@ def full_precision(device):
     return torch.autocast(device_type=device.type, enabled=False) if enabled else contextlib.nullcontext()
 
 
-def run_op(custom_op, function, *args):
-    """The custom op while torch.compile or torch.export traces; the function itself in eager mode,
-    which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first call)."""
-    return custom_op(*args) if torch.compiler.is_compiling() else function(*args)
+def op_or_function(custom_op, function):
+    """What to call: the custom op while torch.compile or torch.export traces; the function itself in eager
+    mode, which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first
+    call). Returned, not called: no frame of its own between the caller and the work."""
+    return custom_op if torch.compiler.is_compiling() else function

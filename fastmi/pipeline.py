@@ -2,10 +2,11 @@
 mi_test, the dependence measures, the Regularizer):
 
     options checked (check_common)  ->  inputs validated; under group= every rank agrees first (validated)
-    ->  back-end resolved once, autocast off (evaluate)  ->  units (in_units)
+    ->  back-end resolved once, autocast off (evaluation)  ->  units (in_units)
 
 plus the NaN guard of the estimators that would turn NaN/Inf into a plausible number (nan_as_result).
 """
+import contextlib
 import math
 
 import torch
@@ -35,11 +36,13 @@ def validated(validate, group):
     return layers, shard_of(layers, group, error)
 
 
-def evaluate(compute, inputs, backend, shard):
-    """compute(back-end, shard) with the back-end resolved once, autocast off."""
+@contextlib.contextmanager
+def evaluation(inputs, backend):
+    """`with evaluation(inputs, backend) as resolved:` the back-end resolved once for these inputs, autocast
+    off inside (a context, not a wrapper: no frame between the caller and the estimator)."""
     like = next((x for x in inputs if x.is_floating_point()), inputs[0])
     with full_precision(like.device):
-        return compute(resolve(backend, like), shard)
+        yield resolve(backend, like)
 
 
 def in_units(value, units):

@@ -16,7 +16,7 @@ import torch
 from .api import make_estimator
 from .estimators import ESTIMATORS
 from .inputs import as_tensors, check_int, choice, paired_samples
-from .pipeline import check_common, evaluate, in_units
+from .pipeline import check_common, evaluation, in_units
 from .warn import warn_user
 
 # The null's spread at or below this fraction of the values' size is rounding (float64 sums of N terms
@@ -68,7 +68,8 @@ def mi_test(a, b, *, estimator="auto", permutations=200, seed=0, units="nats", b
     if n < 3:
         raise ValueError(f"mi_test needs N >= 3 rows (N = 2 has one other pairing), got N = {n}")
     order = row_permutations(n, permutations, seed).to(a.device)
-    estimate, null = evaluate(lambda resolved, _: chosen.with_null(a, b, order, resolved), [a, b], backend, None)
+    with evaluation([a, b], backend) as resolved:
+        estimate, null = chosen.with_null(a, b, order, resolved)
     estimate, null = float(in_units(estimate.double(), units)), in_units(null.double(), units)
     null_mean, null_std = float(null.mean()), float(null.std(correction=0))
     p_value = (1 + int((null >= estimate).sum())) / (1 + permutations)

@@ -224,11 +224,18 @@ def _check_offsets(x, offsets):
         raise ValueError(f"offsets must be L + 1 >= 3 increasing column offsets from 0 to {x.shape[1]}, got {offsets}")
 
 
-def chain_log_sums(x, offsets, loo, rows=None, splits=None):
+def cache_elements(n, offsets, loo, rows, dtype):
+    """The back-end interface's (fastmi/estimators/kde.py): the kernels keep no tiles for the backward, they
+    recompute them."""
+    return 0
+
+
+def chain_log_sums(x, offsets, loo, rows=None, splits=None, cache=None):
     """Natural-log kernel sums of rows start:stop (default all) against every column for L >= 2 layers
     side by side in x (layer m: columns offsets[m]:offsets[m + 1]): float32 tensor (2L - 1, stop - start),
     rows 0..L-1 the layers' ln S^m, rows L..2L-2 the successive pairs' ln J^l. One launch takes up to
-    MAX_LAYERS layers; longer chains go in windows that share their boundary layer."""
+    MAX_LAYERS layers; longer chains go in windows that share their boundary layer. cache: unused (the
+    back-end interface's; cache_elements is 0)."""
     check_matrix(x, "x")
     check_same_rows(("x", x))
     offsets = [int(o) for o in offsets]
@@ -268,6 +275,22 @@ def pair_grads(x, y, sums, loo, rows=None, splits=None, wide_offsets=None):
                          f"{sums.dtype}")
     return backward_launch(_kde_bwd_kernel, x, y, lambda padded_n: (_backward_factors(sums, loo, padded_n),), rows,
                            splits, wide_offsets, LOO=loo)
+
+
+def chain_grads(x, offsets, sums, weights, loo, rows=None, cache=None):
+    """sum_l weights_l * (pair l's G_k) of the layers side by side in x (offsets as for chain_log_sums), for
+    rows start:stop (default all), float32 (rows, D): each successive pair's pair_grads, added into its two
+    layers' columns; sums: the (2L - 1, N) chain log-sums of every row; cache: unused."""
+    layers = [x[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+    count = len(layers)
+    start, stop = row_range(rows, x.shape[0])
+    grads = torch.zeros((stop - start, x.shape[1]), dtype=torch.float32, device=x.device)
+    outputs = [grads[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
+    for m in range(count - 1):
+        ga, gb = pair_grads(layers[m], layers[m + 1], sums[[m, m + 1, count + m]].contiguous(), loo, rows=rows)
+        outputs[m].add_(ga * weights[m])
+        outputs[m + 1].add_(gb * weights[m])
+    return grads
 
 
 def compile_examples():

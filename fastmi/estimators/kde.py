@@ -18,7 +18,7 @@ import math
 import torch
 
 from .. import kernels
-from ..backend import run_op
+from ..backend import op_or_function
 from ..bandwidth import (
     KDE_MEDIAN,
     column_centres,
@@ -188,44 +188,8 @@ def operand_dtype(backend, like):
     return torch.float32 if like.dtype == torch.bfloat16 and not like.is_cuda else like.dtype
 
 
-class PairwiseChain:
-    """A chain back-end made of pair launchers (log_sums(x, y, ...), pair_grads(x, y, ...)): each
-    successive pair on its own; a chain kernel (chain_log_sums) is used where the module has one."""
-
-    def __init__(self, module):
-        self.module = module
-
-    @staticmethod
-    def cache_elements(n, offsets, loo, rows, dtype):
-        return 0  # the kernels recompute their tiles in the backward
-
-    def chain_log_sums(self, x, offsets, loo, rows=None, cache=None):
-        if hasattr(self.module, "chain_log_sums"):
-            return self.module.chain_log_sums(x, offsets, loo, rows=rows)
-        layers = _layer_views(x, offsets)
-        pairs = [self.module.log_sums(a, b, loo, rows=rows) for a, b in zip(layers[:-1], layers[1:])]
-        return torch.cat([torch.stack([p[0] for p in pairs] + [pairs[-1][1]]), torch.stack([p[2] for p in pairs])])
-
-    def chain_grads(self, x, offsets, sums, weights, loo, rows=None, cache=None):
-        layers = _layer_views(x, offsets)
-        count = len(layers)
-        start, stop = rows or (0, x.shape[0])
-        grads = torch.zeros((stop - start, x.shape[1]), dtype=torch.float32, device=x.device)
-        outputs = [grads[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
-        for m in range(count - 1):
-            pair_sums = sums[[m, m + 1, count + m]].contiguous()
-            ga, gb = self.module.pair_grads(layers[m], layers[m + 1], pair_sums, loo, rows=rows)
-            outputs[m].add_(ga * weights[m])
-            outputs[m + 1].add_(gb * weights[m])
-        return grads
-
-
-def _layer_views(x, offsets):
-    return [x[:, lo:hi] for lo, hi in zip(offsets[:-1], offsets[1:])]
-
-
-# name -> cache_elements(...), chain_log_sums(...), chain_grads(...)
-BACKENDS = {"triton": PairwiseChain(kernels.kde), "torch": kde_torch}
+# name -> the back-end module: cache_elements(...), chain_log_sums(...), chain_grads(...), one interface
+BACKENDS = {"triton": kernels.kde, "torch": kde_torch}
 
 
 # Custom ops, so that torch.compile and torch.export see one opaque op (with a fake implementation
@@ -296,7 +260,7 @@ class KDEChain(torch.autograd.Function):
         if shard is None:
             x_all = x
         rows = (0, x_all.shape[0]) if shard is None else shard.rows
-        own, cache = run_op(chain_log_sums_op, chain_log_sums, x_all, offsets, loo, backend, *rows)
+        own, cache = op_or_function(chain_log_sums_op, chain_log_sums)(x_all, offsets, loo, backend, *rows)
         every = own if shard is None else shard.gather(own, dim=1)
         count = len(offsets) - 1
         totals = (own[count:] - own[:count - 1] - own[1:count]).sum(dim=1)
@@ -311,8 +275,8 @@ class KDEChain(torch.autograd.Function):
                                "differentiated again (create_graph=True, double backward)")
         x_all, every, cache = ctx.saved_tensors
         weights = grad.to(every.dtype)
-        g = run_op(chain_grads_op, chain_grads, x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend,
-                *ctx.rows)
+        grads_of = op_or_function(chain_grads_op, chain_grads)
+        g = grads_of(x_all, ctx.offsets, every, weights, cache, ctx.loo, ctx.backend, *ctx.rows)
         # d/dx_k of (1/N) sum_i ln sum_j exp2(-|x_i - x_j|^2) terms = (2 ln2 / N) sum_j W_kj (x_k - x_j)
         return (g * (2.0 * math.log(2.0) / every.shape[1])).to(x_all.dtype), None, None, None, None, None
 

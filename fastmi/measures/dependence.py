@@ -6,7 +6,7 @@ RBF kernel k(x, y) = exp(-||x - y||^2 / (2 sigma^2)). sigma: a positive float in
 heuristic, Gretton et al. 2005), a callable rule(n, d, x) -> float in the data's units, or one of those per
 input (a pair for two inputs). The bandwidth is a constant of the gradient (detached), as in the literature.
 """
-import functools
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -34,17 +34,15 @@ def capabilities(*, differentiable, supports_group, compiles):
     return declare
 
 
-def _autocast_off(measure):
-    """The measure with autocast switched off (its sums need full-precision GEMMs, as layer_mi's do)."""
-    @functools.wraps(measure)
-    def run(*args, **kwargs):
-        with full_precision(torch.device("cpu")), full_precision(torch.device("cuda")):
-            return measure(*args, **kwargs)
-    return run
+@contextlib.contextmanager
+def _full_precision():
+    """Autocast off on every device inside (the pair sums need full-precision GEMMs, as layer_mi's do); a
+    context, not a wrapper of the public functions: no frame of its own on their path to the kernels."""
+    with full_precision(torch.device("cpu")), full_precision(torch.device("cuda")):
+        yield
 
 
 @capabilities(differentiable=True, supports_group=True, compiles=True)
-@_autocast_off
 def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """HSIC with RBF kernels: biased HSIC_b = (1/N^2) tr(K H L H) (Gretton et al. 2005), or the unbiased
     estimator of Song et al. 2012 (unbiased=True, N >= 4). A 0-d tensor (float64 for float64 inputs,
@@ -59,7 +57,6 @@ def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=T
 
 
 @capabilities(differentiable=True, supports_group=True, compiles=True)
-@_autocast_off
 def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """Centered kernel alignment (Kornblith et al. 2019): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), with
     RBF kernels (sigma as for hsic) or linear ones (K = a a^T of the centred input, through D x D Gram
@@ -70,7 +67,6 @@ def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", c
     return _result(matrix[0, 1], batch)
 
 
-@_autocast_off
 def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True,
                group=None):
     """(L, L) CKA of every pair of L layers of one batch (paired rows; each flattened per sample), the
@@ -85,7 +81,6 @@ def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, bac
 
 
 @capabilities(differentiable=True, supports_group=True, compiles=True)
-@_autocast_off
 def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None):
     """Distance correlation (Szekely, Rizzo & Bakirov 2007), the V-statistic as dcor.distance_correlation
     returns it: sqrt(dCov^2(a, b) / sqrt(dVar^2(a) dVar^2(b))), in [0, 1]; 0 when an input is constant
@@ -95,13 +90,14 @@ def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None)
     layers = batch.layers
     if _constant(batch.everys):  # 0, still connected to the inputs (a zero gradient, not an error)
         return _result(0.0 * (layers[0].sum() + layers[1].sum()).double(), batch)
-    moments = centred.biased(*_gram_sums(batch, "distance", None))
+    with _full_precision():
+        moments = centred.biased(*gram_sums(layers, "distance", None, batch.shard, batch.everys, batch.backend,
+                                            batch.dtype))
     ratio = moments[0, 1].clamp_min(0) / (moments[0, 0] * moments[1, 1]).sqrt()
     positive = ratio > 0  # sqrt has no derivative at 0: the gradient there is 0
     return _result(torch.where(positive, torch.where(positive, ratio, 1.0).sqrt(), 0.0), batch)
 
 
-@_autocast_off
 def hsic_terms(activations, pairs, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """(len(pairs),) RBF HSIC of the listed (m, m') pairs of L layers of one batch, from one pass: each
     layer's bandwidth and operand once, its kernel tiles once per tile (torch) or one Triton launch per
@@ -135,7 +131,6 @@ class MinibatchCKA:
         self.total, self.batches = None, 0
 
     @torch.no_grad()
-    @_autocast_off
     def update(self, activations):
         if not isinstance(activations, (list, tuple)) or not activations:
             raise TypeError("activations must be a non-empty list or tuple of tensors, got "
@@ -216,18 +211,16 @@ def _inputs(named, check_finite, unbiased, group, backend):
 def _hsic_matrix(batch, kernel, sigma, unbiased, pairs=None):
     """(L, L) HSIC of every pair of layers (biased or unbiased), float64, from one pass; with pairs, the
     entries of those (m, m') (the others may be left out on the Triton path)."""
-    if kernel == "linear":
-        sums, rows, diagonals = _linear_sums(batch.differentiable_everys())
-    else:
-        specs = _specs(sigma, len(batch.layers))
-        gammas = [0.5 / _bandwidth(every, spec) ** 2 for every, spec in zip(batch.everys, specs)]
-        sums, rows = _gram_sums(batch, "rbf", gammas, pairs)
-        diagonals = torch.ones_like(rows)  # an RBF kernel's diagonal
-    return centred.unbiased(sums, rows, diagonals) if unbiased else centred.biased(sums, rows)
-
-
-def _gram_sums(batch, kind, gammas, pairs=None):
-    return gram_sums(batch.layers, kind, gammas, batch.shard, batch.everys, batch.backend, batch.dtype, pairs)
+    with _full_precision():
+        if kernel == "linear":
+            sums, rows, diagonals = _linear_sums(batch.differentiable_everys())
+        else:
+            specs = _specs(sigma, len(batch.layers))
+            gammas = [0.5 / _bandwidth(every, spec) ** 2 for every, spec in zip(batch.everys, specs)]
+            sums, rows = gram_sums(batch.layers, "rbf", gammas, batch.shard, batch.everys, batch.backend, batch.dtype,
+                                   pairs)
+            diagonals = torch.ones_like(rows)  # an RBF kernel's diagonal
+        return centred.unbiased(sums, rows, diagonals) if unbiased else centred.biased(sums, rows)
 
 
 def _linear_sums(layers):

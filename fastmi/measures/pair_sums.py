@@ -31,7 +31,7 @@ import math
 import torch
 
 from .. import kernels
-from ..backend import run_op
+from ..backend import op_or_function
 from ..estimators import kde_torch
 from ..estimators.kde_torch import Layer, neg_sq_dist
 
@@ -62,7 +62,7 @@ class GramSums(torch.autograd.Function):
             except kernels.KernelUnavailable:  # this triton cannot build the kernel (warned once): torch
                 ctx.backend = "torch"
         if sums is None:
-            sums, rows = run_op(torch_sums_op, _torch_sums, x_all, offsets, kind, list(gammas), *ctx.rows)
+            sums, rows = op_or_function(torch_sums_op, _torch_sums)(x_all, offsets, kind, list(gammas), *ctx.rows)
         if shard is not None:
             sums, rows = shard.sum(sums), shard.sum(rows)
         return sums, rows
@@ -80,8 +80,8 @@ class GramSums(torch.autograd.Function):
             except kernels.KernelUnavailable:
                 pass  # this triton cannot build the kernel (warned once): the torch path
         if grad is None:
-            grad = run_op(torch_grads_op, _torch_grads, x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing,
-                       g_rows)
+            grads_of = op_or_function(torch_grads_op, _torch_grads)
+            grad = grads_of(x, ctx.offsets, ctx.kind, list(ctx.gammas), *ctx.rows, mixing, g_rows)
         return grad, None, None, None, None, None, None, None, None
 
 
@@ -148,7 +148,7 @@ def triton_sums(operands, kind, rows, launches):
     row_sums = torch.zeros((count, n), dtype=torch.float64, device=operands[0].device)
     start, stop = rows
     for a, b, owns_a, owns_b in launches if stop > start else ():  # a shard may have no rows
-        out = run_op(row_sums_op, _row_sums, operands[a], operands[b], kind == "distance", start, stop).double()
+        out = op_or_function(row_sums_op, _row_sums)(operands[a], operands[b], kind == "distance", start, stop).double()
         sums[a, b] = sums[b, a] = out[3].sum()
         if owns_a:
             row_sums[a, start:stop], sums[a, a] = out[0], out[2].sum()
@@ -172,8 +172,9 @@ def triton_grads(operands, scales, kind, mixing, g_rows, rows, dtype, launches):
         factors = torch.stack([g_rows[a] if owns_a else zero, g_rows[b] if owns_b else zero]) * slope
         # W in units of its largest coefficient: the measures' scale (~1/N^2) would round fp16 MMA operands to 0
         unit = torch.cat([coefficients, factors.flatten()]).abs().amax().clamp_min(torch.finfo(torch.float32).tiny)
-        ga, gb = run_op(pair_grads_op, _pair_grads, operands[a], operands[b], coefficients / unit, factors / unit,
-                     kind == "distance", start, stop)
+        grads_of = op_or_function(pair_grads_op, _pair_grads)
+        ga, gb = grads_of(operands[a], operands[b], coefficients / unit, factors / unit, kind == "distance", start,
+                          stop)
         grads[a] += ga * unit
         grads[b] += gb * unit
     return torch.cat([g * scale for g, scale in zip(grads, scales)], dim=1).to(dtype)
