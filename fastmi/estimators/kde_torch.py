@@ -65,6 +65,15 @@ def tile_walk(n, start, stop, symmetric, rows=None, chunk=None):
             yield lo, min(lo + rows, stop), c0, min(c0 + chunk, n)
 
 
+def mirrored_from(tile, symmetric):
+    """The first column of a tile whose pairs also stand for their mirrored (j, i) terms: on a symmetric
+    walk, the columns at and after max(hi, c0) (those before lie in the block's own rows, whose both
+    orders the tile holds); on a full walk none (c1). The one mirror rule of the torch tiles (the KDE
+    here, the kernel measures in fastmi/measures/pair_sums.py)."""
+    lo, hi, c0, c1 = tile
+    return max(hi, c0) if symmetric else c1
+
+
 def _row_range(rows, n):
     """(start, stop, whole): the rows asked for, and whether they are all of them."""
     start, stop = rows or (0, n)
@@ -186,7 +195,7 @@ def _add_both_ways(total, e, tile):
     """total_i += sum_j e_ij for the tile's rows, and its columns at and after hi their transposed share."""
     lo, hi, c0, c1 = tile
     total[lo:hi] += e.sum(1)
-    below = max(hi, c0)
+    below = mirrored_from(tile, symmetric=True)
     if below < c1:
         total[below:c1] += e[:, below - c0:].sum(0)
 

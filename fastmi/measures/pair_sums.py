@@ -92,8 +92,8 @@ def _torch_sums(x_all, offsets, kind, gammas, row_start, row_stop):
     rows = torch.zeros((count, n), dtype=torch.float64, device=x_all.device)
     layers = _layers(x_all, offsets)
     upper = torch.triu_indices(count, count).T.tolist()
-    for tile in _tiles(n, row_start, row_stop):
-        lo, hi, c0, c1, below = tile
+    for tile, below in _tiles(n, row_start, row_stop):
+        lo, hi, c0, c1 = tile
         pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
         for m, k in upper:
             product = pairs[m] * pairs[k]
@@ -111,8 +111,8 @@ def _torch_grads(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
     grad = torch.zeros_like(x)
     layers = _layers(x, offsets)
     mixing, g_rows = mixing.to(dtype), g_rows.to(dtype)
-    for tile in _tiles(n, row_start, row_stop):
-        lo, hi, c0, c1, below = tile
+    for tile, below in _tiles(n, row_start, row_stop):
+        lo, hi, c0, c1 = tile
         pairs = torch.stack([_pair_tile(layer, tile, kind, gamma) for layer, gamma in zip(layers, gammas)])
         weights = torch.einsum("ml,lij->mij", mixing, pairs)
         weights += g_rows[:, lo:hi, None] + g_rows[:, None, c0:c1]
@@ -269,20 +269,19 @@ def _layers(x, offsets):
 
 
 def _tiles(n, row_start, row_stop):
-    """(lo, hi, c0, c1, below): the KDE back-end's tiles of ROWS x CHUNK. All rows: row blocks lo:hi against
-    column chunks of lo:N (pair terms are symmetric: the columns from `below` = max(hi, c0) on stand for
-    their mirrored pairs too; those before it lie in the block's own rows, whose both orders the tile
-    holds). Some rows (a shard's): their row blocks against every column, nothing mirrored (below = c1)."""
+    """(tile, below) of the KDE back-end's tile walk (kde_torch.tile_walk) at ROWS x CHUNK: all rows, row
+    blocks against the columns from their own on, pairs from `below` on standing for their mirrored terms
+    too (kde_torch.mirrored_from); some rows (a shard's), against every column, nothing mirrored."""
     whole = (row_start, row_stop) == (0, n)
-    for lo, hi, c0, c1 in kde_torch.tile_walk(n, row_start, row_stop, whole, ROWS, CHUNK):
-        yield lo, hi, c0, c1, max(hi, c0) if whole else c1
+    for tile in kde_torch.tile_walk(n, row_start, row_stop, whole, ROWS, CHUNK):
+        yield tile, kde_torch.mirrored_from(tile, whole)
 
 
 def _pair_tile(layer, tile, kind, gamma):
     """The tile's P: exp(-gamma d^2) or d from the KDE back-end's -d^2 (one GEMM, clamped at 0, exactly 0 on
     the diagonal)."""
-    lo, hi, c0, c1, _ = tile
-    t = neg_sq_dist(layer, tile[:4], False, layer.x.new_empty((hi - lo, c1 - c0)))
+    lo, hi, c0, c1 = tile
+    t = neg_sq_dist(layer, tile, False, layer.x.new_empty((hi - lo, c1 - c0)))
     return t.mul_(gamma).exp_() if kind == "rbf" else t.neg_().sqrt_()
 
 
