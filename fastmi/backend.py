@@ -46,3 +46,14 @@ def op_or_function(custom_op, function):
     mode, which spares the op's dispatch (and its lazy import of torch._dynamo, ~1.5 s at the first
     call). Returned, not called: no frame of its own between the caller and the work."""
     return custom_op if torch.compiler.is_compiling() else function
+
+
+def opaque(name, fake):
+    """`@opaque("fastmi::name", fake)` on a type-annotated function: the custom op that torch.compile and
+    torch.export see as one node (no graph break at a kernel launch), with `fake` (same parameters) giving
+    its outputs' shapes and dtypes without computing them. The one way fastmi registers its ops."""
+    def register(function):
+        op = torch.library.custom_op(name, mutates_args=())(function)
+        op.register_fake(fake)
+        return op
+    return register

@@ -18,7 +18,7 @@ import math
 import torch
 
 from .. import kernels
-from ..backend import op_or_function
+from ..backend import op_or_function, opaque
 from ..bandwidth import (
     KDE_MEDIAN,
     column_centres,
@@ -57,9 +57,6 @@ class KDE(Estimator):
         self.divergence = choice(divergence, "divergence", tuple(DIVERGENCE_FACTOR))
         self.loo = check_bool(loo, "loo")
 
-    def __call__(self, a, b, backend, shard):
-        return self.chain([a, b], backend, shard)[0]
-
     @torch.no_grad()
     def with_null(self, a, b, permutations, backend):
         """The estimate and its surrogates from the two N x N kernel matrices K_a, K_b, computed once: a
@@ -84,13 +81,16 @@ class KDE(Estimator):
         _warn_if_saturated(joints[0][None] - marginals, n)
         return joints[0] - marginals, torch.stack(joints[1:]) - marginals
 
-    def chain(self, layers, backend, shard):
-        """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype.
+    def __call__(self, a, b, backend, shard, *more):
+        """MI in nats of validated (N, D) a, b of one dtype: a 0-d tensor; with more layers, the (L - 1,) MI of
+        each successive pair of (a, b, *more) (chain). One method for both: a pair is a chain of two, and
+        layer_mi then reaches the autograd Function in one frame.
 
         A layer's operand (centring, bandwidth, scale) is computed once where both pairs it belongs to
-        give it the same bandwidth: always for a float sigma and the "standardized_median" rule; for a rule of the
-        joint dimension (Silverman, Scott, a callable) only where the two pairs' Da + Db agree. Where
+        give it the same bandwidth: always for a float sigma and the "standardized_median" rule; for a rule
+        of the joint dimension (Silverman, Scott, a callable) only where the two pairs' Da + Db agree. Where
         they do not, every pair is computed on its own."""
+        layers = [a, b, *more]
         as_a, as_b = self._operand_keys([x.shape[1] for x in layers])
         if as_a[1:] != as_b[:-1]:  # a middle layer would need two operands
             return torch.cat([self.chain(layers[m:m + 2], backend, shard) for m in range(len(layers) - 1)])
@@ -109,7 +109,12 @@ class KDE(Estimator):
         if not torch.compiler.is_compiling():  # the checks read the values: a sync, and a graph break
             _check_overflow(values.detach(), layers, self.sigma, dtype)
             _warn_if_saturated(values.detach(), n, self.loo)
-        return values
+        return values if more else values[0]
+
+    def chain(self, layers, backend, shard):
+        """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype (__call__)."""
+        values = self(layers[0], layers[1], backend, shard, *layers[2:])
+        return values if len(layers) > 2 else values[None]
 
     def _operand_keys(self, widths):
         """What a layer's operand depends on as the a of each pair and as the b of each pair:
@@ -224,27 +229,25 @@ def chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_s
         return kde_torch.chain_grads(x.float(), offsets, sums, weights, loo, rows=(row_start, row_stop))
 
 
-@torch.library.custom_op("fastmi::kde_chain_log_sums", mutates_args=())
+def _chain_log_sums_shapes(x, offsets, loo, backend, row_start, row_stop):
+    return (x.new_empty((2 * len(offsets) - 3, row_stop - row_start), dtype=_sum_dtype(x, backend)),
+            x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),)))
+
+
+@opaque("fastmi::kde_chain_log_sums", _chain_log_sums_shapes)
 def chain_log_sums_op(x: torch.Tensor, offsets: list[int], loo: bool, backend: str, row_start: int,
                       row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     return chain_log_sums(x, offsets, loo, backend, row_start, row_stop)
 
 
-@chain_log_sums_op.register_fake
-def _(x, offsets, loo, backend, row_start, row_stop):
-    return (x.new_empty((2 * len(offsets) - 3, row_stop - row_start), dtype=_sum_dtype(x, backend)),
-            x.new_empty((_cache_elements(x, offsets, loo, backend, row_start, row_stop),)))
+def _chain_grads_shapes(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop):
+    return x.new_empty((row_stop - row_start, x.shape[1]), dtype=_sum_dtype(x, backend))
 
 
-@torch.library.custom_op("fastmi::kde_chain_grads", mutates_args=())
+@opaque("fastmi::kde_chain_grads", _chain_grads_shapes)
 def chain_grads_op(x: torch.Tensor, offsets: list[int], sums: torch.Tensor, weights: torch.Tensor,
                    cache: torch.Tensor, loo: bool, backend: str, row_start: int, row_stop: int) -> torch.Tensor:
     return chain_grads(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop)
-
-
-@chain_grads_op.register_fake
-def _(x, offsets, sums, weights, cache, loo, backend, row_start, row_stop):
-    return x.new_empty((row_stop - row_start, x.shape[1]), dtype=_sum_dtype(x, backend))
 
 
 class KDEChain(torch.autograd.Function):
@@ -288,7 +291,7 @@ def _check_overflow(values, layers, sigma, dtype):
         return
     raise ValueError(f"sigma={sigma!r} is so small against these inputs' spread that the scaled squared distances "
                      f"overflow {dtype} (every kernel value would be 0 and the estimate saturated at ln N); use "
-                     "a larger sigma, a bandwidth rule such as 'median', or float64 inputs")
+                     "a larger sigma, a bandwidth rule such as 'standardized_median', or float64 inputs")
 
 
 def _warn_if_saturated(values, n, loo=False):

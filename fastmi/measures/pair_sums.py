@@ -31,7 +31,7 @@ import math
 import torch
 
 from .. import kernels
-from ..backend import op_or_function
+from ..backend import op_or_function, opaque
 from ..estimators import kde_torch
 from ..estimators.kde_torch import Layer, neg_sq_dist
 
@@ -189,50 +189,46 @@ def _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop):
 
 
 # The launches as custom ops while torch.compile / torch.export trace (opaque to them, as the KDE's are).
-@torch.library.custom_op("fastmi::gram_row_sums", mutates_args=())
+def _row_sums_shapes(x, y, distance, row_start, row_stop):
+    return x.new_empty((kernels.gram.SUMS, row_stop - row_start), dtype=torch.float64)
+
+
+@opaque("fastmi::gram_row_sums", _row_sums_shapes)
 def row_sums_op(x: torch.Tensor, y: torch.Tensor, distance: bool, row_start: int, row_stop: int) -> torch.Tensor:
     return _row_sums(x, y, distance, row_start, row_stop)
 
 
-@row_sums_op.register_fake
-def _(x, y, distance, row_start, row_stop):
-    return x.new_empty((kernels.gram.SUMS, row_stop - row_start), dtype=torch.float64)
+def _pair_grads_shapes(x, y, coefficients, factors, distance, row_start, row_stop):
+    rows = row_stop - row_start
+    return x.new_empty((rows, x.shape[1]), dtype=torch.float32), y.new_empty((rows, y.shape[1]), dtype=torch.float32)
 
 
-@torch.library.custom_op("fastmi::gram_pair_grads", mutates_args=())
+@opaque("fastmi::gram_pair_grads", _pair_grads_shapes)
 def pair_grads_op(x: torch.Tensor, y: torch.Tensor, coefficients: torch.Tensor, factors: torch.Tensor, distance: bool,
                   row_start: int, row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     grads = _pair_grads(x, y, coefficients, factors, distance, row_start, row_stop)
     return tuple(g.clone(memory_format=torch.contiguous_format) for g in grads)  # dense, as the fake op says
 
 
-@pair_grads_op.register_fake
-def _(x, y, coefficients, factors, distance, row_start, row_stop):
-    rows = row_stop - row_start
-    return x.new_empty((rows, x.shape[1]), dtype=torch.float32), y.new_empty((rows, y.shape[1]), dtype=torch.float32)
+def _torch_sums_shapes(x, offsets, kind, gammas, row_start, row_stop):
+    count = len(offsets) - 1
+    return x.new_empty((count, count), dtype=torch.float64), x.new_empty((count, x.shape[0]), dtype=torch.float64)
 
 
-@torch.library.custom_op("fastmi::gram_torch_sums", mutates_args=())
+@opaque("fastmi::gram_torch_sums", _torch_sums_shapes)
 def torch_sums_op(x: torch.Tensor, offsets: list[int], kind: str, gammas: list[float], row_start: int,
                   row_stop: int) -> tuple[torch.Tensor, torch.Tensor]:
     return _torch_sums(x, offsets, kind, gammas, row_start, row_stop)
 
 
-@torch_sums_op.register_fake
-def _(x, offsets, kind, gammas, row_start, row_stop):
-    count = len(offsets) - 1
-    return x.new_empty((count, count), dtype=torch.float64), x.new_empty((count, x.shape[0]), dtype=torch.float64)
+def _torch_grads_shapes(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
+    return x.new_empty((row_stop - row_start, x.shape[1]))
 
 
-@torch.library.custom_op("fastmi::gram_torch_grads", mutates_args=())
+@opaque("fastmi::gram_torch_grads", _torch_grads_shapes)
 def torch_grads_op(x: torch.Tensor, offsets: list[int], kind: str, gammas: list[float], row_start: int, row_stop: int,
                    mixing: torch.Tensor, g_rows: torch.Tensor) -> torch.Tensor:
     return _torch_grads(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows).clone()  # no storage offset
-
-
-@torch_grads_op.register_fake
-def _(x, offsets, kind, gammas, row_start, row_stop, mixing, g_rows):
-    return x.new_empty((row_stop - row_start, x.shape[1]))
 
 
 def _launch_pairs(count, pairs=None):
