@@ -126,11 +126,12 @@ class KDE(Estimator):
 
     def _operand(self, own, every, key, dtype, shard):
         """(this process's rows, every row or None) of one layer as a back-end operand: centred on the
-        column medians (bandwidth.column_centres: exact, as distances ignore shifts), and column c
-        scaled by sqrt(factor * log2 e) / sigma_c. With a rule, sigma_c = std_c * factor, the
-        column means and stds in the autograd graph (under a shard: the global ones, whose gradient
-        sums every rank's partials) and the rule's factor detached; the columns are first divided by
-        powers of two near their largest values (exact), so subnormal or huge inputs keep their stds."""
+        column means, or medians where an outlier drags a mean (bandwidth.column_centres: exact, as
+        distances ignore shifts), and column c scaled by sqrt(factor * log2 e) / sigma_c. With a rule,
+        sigma_c = std_c * factor, the column means and stds in the autograd graph (under a shard: the
+        global ones, whose gradient sums every rank's partials) and the rule's factor detached; the
+        columns are first divided by powers of two near their largest values (exact), so subnormal or
+        huge inputs keep their stds."""
         spec, joint_dim = key
         work = torch.float64 if own.dtype == torch.float64 else torch.float32
         own, every = own.to(work), every.to(work)

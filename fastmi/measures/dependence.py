@@ -189,8 +189,8 @@ class Batch:
 
 def _inputs(named, check_finite, unbiased, group, backend):
     """A Batch of the validated (N, D_m) layers in the dtype the pass computes in (float64 or float32),
-    centred on the (global) column medians (bandwidth.column_centres): every measure ignores shifts, and
-    the distances' GEMM loses digits with an offset, and with the mean, to one outlier."""
+    centred on the (global) column means, or medians where an outlier drags a mean (bandwidth.column_centres):
+    every measure ignores shifts, and the distances' GEMM loses digits with an offset."""
     choice(backend, "backend", BACKENDS)
     tensors, plain = as_tensors(named)
     pairs = [(name, x) for (name, _), x in zip(named, tensors)]
