@@ -130,8 +130,24 @@ def test_bad_input_is_an_error_that_names_it(name):
         call(name, object(), b, backend="torch")
 
 
+@pytest.mark.kernels
+@pytest.mark.parametrize("name", ENTRIES)
+def test_triton_kernels_as_declared(name, monkeypatch):
+    """backend="triton" (the interpreter here) launches the entry's kernels where it declares some, and none
+    where it does not (it computes on torch whatever the back-end)."""
+    if not fastmi.kernels.AVAILABLE:
+        pytest.skip("triton is not installed")
+    from fastmi.kernels import launch
+    launches = []
+    check = launch._check_version
+    monkeypatch.setattr(launch, "_check_version", lambda: launches.append(1) or check())
+    a, b = pair(dtype=torch.float32)
+    call(name, a, b, backend="triton")
+    assert bool(launches) == declared(name, "triton_kernels")
+
+
 def test_every_entry_declares_every_capability():
     for name in ENTRIES:
-        for capability in ("differentiable", "supports_group", "compiles"):
+        for capability in ("differentiable", "supports_group", "compiles", "triton_kernels"):
             assert isinstance(declared(name, capability), bool), (name, capability)
     assert not set(fastmi.ESTIMATORS) & set(fastmi.MEASURES)  # one namespace for the Regularizer

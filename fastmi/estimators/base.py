@@ -31,6 +31,7 @@ class Estimator:
     supports_group = True  # group=: the global batch under torch.distributed
     nan_blind = False  # binning / neighbour search would turn NaN into a plausible number
     compiles = False  # torch.compile(fullgraph=True) traces it without a graph break (tests/test_contract.py)
+    triton_kernels = False  # has Triton kernels: backend="auto" runs them on CUDA (python -m fastmi lists them)
 
     def __call__(self, a, b, backend, shard):
         raise NotImplementedError

@@ -27,6 +27,7 @@ class Binned(Estimator):
     """estimator="binned": bins (equal-width bins per unit, default 30), range ((lo, hi) for every
     unit; default the layer's min/max)."""
     name = "binned"
+    triton_kernels = True
     takes_symbols = True
     nan_blind = True
 

@@ -47,6 +47,7 @@ class KDE(Estimator):
     name = "kde"
     differentiable = True
     compiles = True  # custom ops with fake implementations (docs/design.md, "torch.compile")
+    triton_kernels = True
 
     def __init__(self, *, sigma=KDE_MEDIAN, divergence="kl", loo=False, bound=None):
         if bound is not None:

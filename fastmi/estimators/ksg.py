@@ -50,6 +50,7 @@ class KSG(Estimator):
     variance first. A side of integer class ids (N,) takes Ross's estimator (ross_mi). Not
     differentiable; no group=."""
     name = "ksg"
+    triton_kernels = True
     supports_group = False
     nan_blind = True
     takes_symbols = True  # integer class ids (N,) on one side: Ross 2014

@@ -23,6 +23,7 @@ class UnitMI(Estimator):
     """estimator="unit": bins (per unit, default 16), soft (linear-interpolation codes, differentiable),
     range ((lo, hi) for every unit; default each unit's own min/max)."""
     name = "unit"
+    triton_kernels = True
     nan_blind = True
 
     def __init__(self, *, bins=16, soft=False, range=None):

@@ -24,12 +24,13 @@ from .pair_sums import gram_sums
 CKA_KERNELS = ("rbf", "linear")
 
 
-def capabilities(*, differentiable, supports_group, compiles):
+def capabilities(*, differentiable, supports_group, compiles, triton_kernels):
     """Declares what a registered measure (fastmi.MEASURES) can do, as an estimator's class attributes do
     for fastmi.ESTIMATORS; tests/test_contract.py checks every declaration. compiles: traced by
     torch.compile(fullgraph=True) with a float sigma (the "median" rule reads its median on the host)."""
     def declare(measure):
         measure.differentiable, measure.supports_group, measure.compiles = differentiable, supports_group, compiles
+        measure.triton_kernels = triton_kernels
         return measure
     return declare
 
@@ -42,7 +43,7 @@ def _full_precision():
         yield
 
 
-@capabilities(differentiable=True, supports_group=True, compiles=True)
+@capabilities(differentiable=True, supports_group=True, compiles=True, triton_kernels=True)
 def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """HSIC with RBF kernels: biased HSIC_b = (1/N^2) tr(K H L H) (Gretton et al. 2005), or the unbiased
     estimator of Song et al. 2012 (unbiased=True, N >= 4). A 0-d tensor (float64 for float64 inputs,
@@ -56,7 +57,7 @@ def hsic(a, b, *, sigma="median", unbiased=False, backend="auto", check_finite=T
     return _result(_hsic_matrix(batch, "rbf", sigma, unbiased)[0, 1], batch)
 
 
-@capabilities(differentiable=True, supports_group=True, compiles=True)
+@capabilities(differentiable=True, supports_group=True, compiles=True, triton_kernels=True)
 def cka(a, b, *, kernel="rbf", sigma="median", unbiased=False, backend="auto", check_finite=True, group=None):
     """Centered kernel alignment (Kornblith et al. 2019): HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)), with
     RBF kernels (sigma as for hsic) or linear ones (K = a a^T of the centred input, through D x D Gram
@@ -80,7 +81,7 @@ def cka_matrix(activations, *, kernel="rbf", sigma="median", unbiased=False, bac
     return _result(*_cka(named, kernel, sigma, unbiased, backend, check_finite, group))
 
 
-@capabilities(differentiable=True, supports_group=True, compiles=True)
+@capabilities(differentiable=True, supports_group=True, compiles=True, triton_kernels=True)
 def distance_correlation(a, b, *, backend="auto", check_finite=True, group=None):
     """Distance correlation (Szekely, Rizzo & Bakirov 2007), the V-statistic as dcor.distance_correlation
     returns it: sqrt(dCov^2(a, b) / sqrt(dVar^2(a) dVar^2(b))), in [0, 1]; 0 when an input is constant
