@@ -2,6 +2,8 @@
 import torch
 
 from .api import label_mi, layer_mi
+from .estimators import ESTIMATORS
+from .measures import MEASURES
 
 
 class MILog:
@@ -63,10 +65,15 @@ OPERANDS = {"successive": "successive layers", "input": "the input and each laye
             "labels": "each layer and the labels"}
 
 
+SYMBOLS = {"hsic": "HSIC", "cka": "CKA", "distance_correlation": "dCor"}  # a measure's name in a plot
+
+
 def describe(regularizer):
-    """(the measure's symbol, a title in words, its unit or None) of a Regularizer's terms."""
-    if regularizer.estimator == "hsic":
-        return "HSIC", f"HSIC between {OPERANDS[regularizer.pairs]}", None
+    """(the measure's symbol, a title in words, its unit or None) of a Regularizer's terms: MI in nats or
+    bits for an estimator, a measure of fastmi.MEASURES by its symbol (no unit)."""
+    if regularizer.estimator in MEASURES:
+        symbol = SYMBOLS.get(regularizer.estimator, regularizer.estimator)
+        return symbol, f"{symbol} between {OPERANDS[regularizer.pairs]}", None
     unit = regularizer.estimator_kwargs.get("units", "nats")
     return "MI", f"MI between {OPERANDS[regularizer.pairs]}", unit
 
@@ -104,9 +111,11 @@ def _layer_and_labels(t, labels, kwargs):
         return layer_mi(t, labels, **kwargs)
     if kwargs["estimator"] == "kde":
         return label_mi(t, labels, **{k: v for k, v in kwargs.items() if k != "estimator"})
-    if kwargs["estimator"] == "unit":
-        raise ValueError("information_plane_point: estimator='unit' (per-unit histograms) has no form for class "
-                         "ids; use 'binned', 'kde', 'ksg', 'gcmi' or 'auto'")
+    chosen = ESTIMATORS.get(kwargs["estimator"])  # an unknown name: layer_mi's error
+    if chosen is not None and not chosen.takes_symbols:  # the registry says which read class ids
+        readers = ["kde", *(name for name, cls in ESTIMATORS.items() if cls.takes_symbols)]
+        raise ValueError(f"information_plane_point: estimator={chosen.name!r} (it reads no integer symbols) has no "
+                         f"form for class ids; use one of {readers}")
     return layer_mi(t, labels, **kwargs)
 
 

@@ -142,3 +142,19 @@ def test_milog_logs_each_computed_value_once_with_every():
     assert log.steps == [0, 3, 6] and reg.last_call == 6
     assert [c[2] for c in writer.calls] == [0, 0, 3, 3, 6, 6]
     assert len(log.values) == 3 and log.values[0] != log.values[1]
+
+
+@pytest.mark.parametrize("estimator,symbol", [("cka", "CKA"), ("distance_correlation", "dCor")])
+def test_milog_names_every_registered_measure(estimator, symbol, tmp_path):
+    """The Regularizer takes any differentiable measure of fastmi.MEASURES; its plot names that measure,
+    not MI in nats."""
+    pytest.importorskip("matplotlib")
+    model = mlp()
+    reg = fastmi.Regularizer(model, estimator=estimator)
+    log = fastmi.MILog(reg)
+    model(torch.randn(40, 4))
+    reg()
+    log()
+    ax = log.plot(tmp_path / "mi.png").axes[0]
+    assert ax.get_title() == f"{symbol} between successive layers" and ax.get_ylabel() == symbol
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{symbol}(h1; h2)", f"{symbol}(h2; h3)"]

@@ -32,7 +32,7 @@ computed by the same rule (the larger of both, for rule 4).
 import torch
 
 from . import ksg
-from .base import entropy
+from .base import entropy, estimate_and_null
 from .gcmi import GCMI, normal_scores, whitened
 
 TIE_JITTER = 1e-10  # KSG's jitter= where a column repeats values but no row has k duplicates (quantised data)
@@ -60,7 +60,8 @@ class Auto(ksg.KSG):
         rule, detail = self.choose(a, b, backend)
         if rule == "plug-in":
             ids_a, ids_b = detail
-            return _estimates(lambda rows: plug_in_mi(ids_a, ids_b[rows]), permutations)
+            return estimate_and_null(lambda rows: plug_in_mi(ids_a, ids_b if rows is None else ids_b[rows]),
+                                     permutations)
         if rule == "labels":
             return self.ross_with_null(*detail, permutations, backend)
         if rule == "gcmi":
@@ -85,7 +86,7 @@ class Auto(ksg.KSG):
         if ids_a is not None and ids_b is not None:
             return "plug-in", (ids_a, ids_b)
         if ids_a is not None or ids_b is not None:
-            continuous = ksg.broken_ties(ksg.standardized(b if ids_b is None else a), TIE_JITTER, seed=0)
+            continuous = self.continuous_side(b if ids_b is None else a)  # jittered: self.jitter is TIE_JITTER
             return "labels", (continuous, ids_b if ids_a is None else ids_a, ids_a is not None)
         if self.k >= a.shape[0]:
             return "gcmi", None  # too few rows for KSG's k neighbours
@@ -98,12 +99,6 @@ class Auto(ksg.KSG):
         if copula_is_singular(a, b):
             return "ksg", reusable
         return ("gcmi", None) if point_masses else ("larger", reusable)
-
-
-def _estimates(estimate, permutations):
-    """(estimate(None), the estimates at each permutation of b's rows, stacked; None without any)."""
-    null = [estimate(p) for p in permutations]
-    return estimate(None), torch.stack(null) if null else None
 
 
 def symbols(x, k):

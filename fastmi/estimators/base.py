@@ -62,6 +62,21 @@ def class_side(a, b, name):
     return continuous, torch.unique(ids[:, 0], return_inverse=True)[1], integer[0]
 
 
+def estimate_and_null(estimate, permutations):
+    """(estimate(None), the estimates estimate(p) at each permutation p of b's rows, stacked; None without
+    any): with_null for estimators whose surrogates share nothing beyond what `estimate` closes over."""
+    null = [estimate(p) for p in permutations]
+    return estimate(None), torch.stack(null) if null else None
+
+
+def permuted_b(x, ids, ids_are_a, rows):
+    """(x, ids) of class_side with b's rows permuted by `rows` (None: as they are): b is x where a holds
+    the ids, else the ids."""
+    if rows is None:
+        return x, ids
+    return (x[rows], ids) if ids_are_a else (x, ids[rows])
+
+
 def entropy(ids):
     """Plug-in entropy (nats, float64) of symbol ids (N,)."""
     p = torch.unique(ids, return_counts=True)[1].double() / ids.numel()

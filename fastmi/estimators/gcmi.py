@@ -28,7 +28,7 @@ import torch
 
 from ..inputs import check_bool
 from ..warn import warn_user
-from .base import Estimator, class_side, entropy
+from .base import Estimator, class_side, entropy, estimate_and_null, permuted_b
 
 # 1 - rho_max at or below this is a joint the sample cannot tell from singular: rounding in the whitened
 # scores moves rho by ~1e-15 times their conditioning (sqrt(eps): at most ~8.6 nats per canonical pair)
@@ -76,11 +76,8 @@ class GCMI(Estimator):
         z = whitened(normal_scores(x))
         check_class_sizes(ids, z.shape[1])
         ceiling = entropy(ids)  # I(X; Y) <= H(Y): a Gaussian per class can pass it (saturated units)
-        values = [torch.minimum(class_conditional_mi(z if p is None or not ids_are_a else z[p],
-                                                     ids if p is None or ids_are_a else ids[p], self.bias_correction),
-                                ceiling)
-                  for p in [None, *permutations]]
-        return values[0], torch.stack(values[1:]) if len(values) > 1 else None
+        return estimate_and_null(lambda rows: torch.minimum(
+            class_conditional_mi(*permuted_b(z, ids, ids_are_a, rows), self.bias_correction), ceiling), permutations)
 
     def from_scores(self, u, v):
         """(estimate, the Ledoit-Wolf weight where the joint is singular, else None) from the two sides'

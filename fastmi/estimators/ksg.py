@@ -31,7 +31,7 @@ from .. import kernels
 from ..bandwidth import column_std
 from ..inputs import check_int, check_number
 from ..warn import warn_user
-from .base import Estimator, class_side, entropy
+from .base import Estimator, class_side, entropy, estimate_and_null, permuted_b
 
 ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the torch tile walk)
 TRITON_TILE = 32  # the same for the Triton kernels: float64 64 x 64 tiles spill (static GPU report), 32 x 32 do not
@@ -89,9 +89,7 @@ class KSG(Estimator):
         labelled = class_side(a, b, self.name)
         if labelled is not None:
             continuous, ids, ids_are_a = labelled
-            x = standardized(continuous)
-            return self.ross_with_null(broken_ties(x, self.jitter, seed=0) if self.jitter > 0 else x, ids, ids_are_a,
-                                       permutations, backend)
+            return self.ross_with_null(self.continuous_side(continuous), ids, ids_are_a, permutations, backend)
         k, (x, y) = self.k, self._operands(a, b)
         if uses_tree(x, y, backend):
             return self._tree_null(x, y, permutations)
@@ -100,14 +98,15 @@ class KSG(Estimator):
         null = [from_counts(*neighbour_counts(x, y[p], k, backend), k, warn=False) for p in permutations]
         return from_counts(*neighbour_counts(x, y, k, backend), k), torch.stack(null) if null else None
 
+    def continuous_side(self, x):
+        """The continuous side facing class ids: standardised, its tied columns jittered where jitter > 0."""
+        x = standardized(x)
+        return broken_ties(x, self.jitter, seed=0) if self.jitter > 0 else x
+
     def ross_with_null(self, x, ids, ids_are_a, permutations, backend):
-        """(Ross's estimate, its estimates with b's rows permuted or None) for standardised x and class ids."""
-        def estimate(rows):  # b's rows permuted: the continuous side's if a holds the ids
-            if rows is None:
-                return self.ross_mi(x, ids, backend)
-            return self.ross_mi(x[rows], ids, backend) if ids_are_a else self.ross_mi(x, ids[rows], backend)
-        null = [estimate(p) for p in permutations]
-        return estimate(None), torch.stack(null) if null else None
+        """(Ross's estimate, its estimates with b's rows permuted or None) for x (continuous_side) and ids."""
+        return estimate_and_null(lambda rows: self.ross_mi(*permuted_b(x, ids, ids_are_a, rows), backend),
+                                 permutations)
 
     def ross_mi(self, x, ids, backend):
         """Ross's kNN estimate of I(x; y) for class ids y (N,) and standardised x (Ross 2014, PLoS ONE
