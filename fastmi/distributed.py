@@ -83,6 +83,13 @@ class _SumPartialsOverRanks(torch.autograd.Function):
         return ctx.shard.sum(grad), None
 
 
+def agreed_minimum(value, group, device):
+    """The smallest of every rank's int `value` (a collective: every rank of the group calls it)."""
+    value = torch.tensor([value], dtype=torch.int64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN, group=group)
+    return int(value)
+
+
 def shard_of(layers, group, error=None):
     """This rank's Shard, once every rank agrees that the global batch is valid: one all-gather of
     each rank's shapes, or of the error its own validation raised (`error`, with `layers` None). Every

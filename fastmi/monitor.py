@@ -11,7 +11,8 @@ class MILog:
 
     `writer` may be a TensorBoard-style object with add_scalar(tag, value, step) (e.g.
     torch.utils.tensorboard.SummaryWriter: pip install tensorboard), any callable(dict, step), or None
-    (record only). Call `log(step)` after each `reg()`; `log.steps` and `log.values` hold the history.
+    (record only). Call `log(step)` after each `reg()`; `log.steps`, `log.values` and `log.samples` (the rows
+    each value used, reg.samples, also written as the scalar `<tag>/samples`) hold the history.
     A call after a `reg()` that computed nothing new (every=n, a one-row batch) logs nothing and
     returns {}: the history holds each computed value once, at the step it was computed.
     """
@@ -20,7 +21,7 @@ class MILog:
         if writer is not None and not (hasattr(writer, "add_scalar") or callable(writer)):
             raise TypeError(f"writer must have add_scalar(tag, value, step) or be callable, got {writer!r}")
         self.regularizer, self.writer, self.tag = regularizer, writer, tag
-        self.steps, self.values = [], []
+        self.steps, self.values, self.samples = [], [], []
         self._logged_call = None  # regularizer.last_call of the latest values logged
 
     def __call__(self, step=None):
@@ -34,7 +35,9 @@ class MILog:
         values = list(self.regularizer.last)
         self.steps.append(step)
         self.values.append(values)
+        self.samples.append(self.regularizer.samples)
         scalars = {f"{self.tag}/pair{k}": v for k, v in enumerate(values)}
+        scalars[f"{self.tag}/samples"] = self.regularizer.samples  # the rows: a KDE term's ceiling is ln(rows)
         if hasattr(self.writer, "add_scalar"):
             for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, step)

@@ -10,6 +10,8 @@ from torch import nn
 from . import bandwidth
 from .api import chain_mi, label_mi, layer_mi, make_estimator, one_hot_labels
 from .backend import BACKENDS
+from .budget import Calibration, clock_for
+from .distributed import agreed_minimum
 from .estimators import ESTIMATORS
 from .inputs import choice, class_ids
 from .measures import MEASURES, hsic_terms
@@ -20,6 +22,9 @@ DEFAULT_LAYER_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 PAIR_WORK = 64  # kappa: per pair of rows and layer, the exps, sums and weights in flop-equivalents (CPU)
 PAIRS = ("successive", "input", "labels")
 INPUT = "input"  # the _Capture index of the model's input (a forward pre-hook on the model)
+FORWARD_START, FORWARD_END = "forward start", "forward end"  # max_samples="auto": the model's forward timed
+MIN_SAMPLES = 128  # max_samples="auto": the fewest rows it takes (a term on fewer says little)
+SATURATED = 0.9  # a KDE term above this fraction of its ceiling ln n has little room to move
 
 
 class Regularizer:
@@ -63,9 +68,19 @@ class Regularizer:
             layers); False for +weight * sum (bottleneck-style minimisation).
         max_samples: if the batch has more rows, use this many, the same random rows for every layer,
             the input and the labels (drawn from a private generator, so the model's own randomness is
-            untouched); "auto": the number whose terms cost about `budget` forward passes of the
-            watched layers (Regularizer.auto_samples, the cost model).
-        budget: with max_samples="auto", the cost of the terms in forward passes (default 1.0).
+            untouched); "auto": the number whose terms cost about `budget` forward passes of the model,
+            measured: the first 17 computing calls time whole training steps (the period between
+            successive reg() calls) with the terms on trial row counts and, at 8 of them, without the
+            terms (control steps: reg() returns 0), then n is frozen (fastmi.budget). The cost model
+            (Regularizer.auto_samples) gives the first trial. reg.calibrate() starts over; so does a
+            change of the watched layers' widths.
+        budget: with max_samples="auto", the cost of the terms per computing call in forward passes of
+            the model (default 1.0).
+        min_samples: with max_samples="auto", the fewest rows (default 128, or the batch): where the
+            terms on this many rows cost more than the budget, they still use them, with a warning that
+            says what budget they need.
+        clock: with max_samples="auto", a callable returning seconds (default time.perf_counter; CUDA
+            events for CUDA layers): what times the steps, e.g. a fake clock in tests.
         every: compute on every n-th call only; the other calls return 0 and capture nothing.
         seed: seed of the row-subsampling generator.
         pairs: "successive" (default), "input" or "labels", as above.
@@ -74,7 +89,9 @@ class Regularizer:
     `reg.last_call` the index (from 0) of the call that computed them (calls skipped by every= or a
     one-row batch leave both as they were),
     `reg.samples` the number of rows they used and `reg.modelled_overhead` the cost model's overhead of
-    that call in forward passes of the watched layers (auto_samples). Activations are released by
+    that call in forward passes of the watched layers (auto_samples); with max_samples="auto",
+    `reg.measured_overhead` the measured cost of the frozen row count in forward passes of the model
+    (None while calibrating). Activations are released by
     `reg()`; `reg.remove()` (or leaving a `with` block) removes the hooks.
 
     Maximising a KDE MI with a rule bandwidth (the default) has degenerate optima: points pushed into
@@ -84,7 +101,8 @@ class Regularizer:
     """
 
     def __init__(self, model, layers=None, weight=1.0, estimator="kde", maximize=True, max_samples=None,
-                 every=1, seed=0, budget=None, pairs="successive", **estimator_kwargs):
+                 every=1, seed=0, budget=None, pairs="successive", min_samples=None, clock=None,
+                 **estimator_kwargs):
         self.pairs = choice(pairs, "pairs", PAIRS)
         self._term, estimator_kwargs = _term_function(estimator, estimator_kwargs)
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
@@ -98,12 +116,22 @@ class Regularizer:
         if budget is not None and (max_samples != "auto" or not (isinstance(budget, (int, float)) and budget > 0)):
             raise ValueError(f"budget must be a positive number, with max_samples='auto'; got budget={budget!r} "
                              f"and max_samples={max_samples!r}")
+        if min_samples is not None and (max_samples != "auto" or not isinstance(min_samples, int) or min_samples < 2):
+            raise ValueError("min_samples must be an int >= 2, with max_samples='auto'; got "
+                             f"min_samples={min_samples!r} and max_samples={max_samples!r}")
+        if clock is not None and max_samples != "auto":
+            raise ValueError("clock= times the steps of max_samples='auto'; this Regularizer has "
+                             f"max_samples={max_samples!r}")
         self._minimum = 2 if pairs == "successive" else 1  # captured layers a term needs
         self.modules = _resolve_layers(model, layers, pairs, self._minimum)
         names = {id(m): name for name, m in model.named_modules()}
         self._names = [names[id(m)] or type(m).__name__ for m in self.modules]  # for error messages
         self.weight, self.maximize, self.max_samples, self.every = float(weight), maximize, max_samples, every
         self.budget = 1.0 if budget is None else float(budget)
+        self.min_samples = MIN_SAMPLES if min_samples is None else min_samples
+        self._clock = clock_for(clock, torch.device("cpu")) if clock is not None else None
+        self._calibration, self._widths = None, None  # max_samples="auto": its Calibration, of these widths
+        self._forward = None  # max_samples="auto": the (start, end) clock marks of the latest forward
         self.estimator, self.estimator_kwargs = estimator, estimator_kwargs
         self.last, self.samples, self.modelled_overhead = [], None, None
         self.last_call = None  # the index (from 0) of the reg() call that produced reg.last
@@ -116,17 +144,22 @@ class Regularizer:
         self._capturing = True
         self._captured = {}  # module index -> latest output, in the order the modules ran
         self._input = None  # pairs="input": the positional arguments of the model's latest forward
-        self._model = model if pairs == "input" else None
+        self._model = model if pairs == "input" or max_samples == "auto" else None
         self._generator = torch.Generator().manual_seed(seed)
         self._handles = [m.register_forward_hook(_Capture(self, i)) for i, m in enumerate(self.modules)]
         if pairs == "input":
             self._handles.append(model.register_forward_pre_hook(_Capture(self, INPUT)))
+        if max_samples == "auto":
+            self._handles += [model.register_forward_pre_hook(_Capture(self, FORWARD_START)),
+                              model.register_forward_hook(_Capture(self, FORWARD_END))]
 
     def _hooked(self, index):
         """The module that the hook with this index was registered on."""
-        return self._model if index == INPUT else self.modules[index]
+        return self._model if index in (INPUT, FORWARD_START, FORWARD_END) else self.modules[index]
 
     def _capture(self, index, module, inputs, output):
+        if index in (FORWARD_START, FORWARD_END):
+            return self._time_forward(index)
         if not self._capturing:
             return  # this step will not compute: keep nothing alive
         if index == INPUT:
@@ -147,6 +180,7 @@ class Regularizer:
         if not self._handles:
             raise RuntimeError("this Regularizer's hooks were removed (reg.remove(), or its `with` block ended), "
                                "so it captures nothing: build a new Regularizer to go on")
+        mark = self._step_mark()
         if self._calls % self.every != 0:
             return self._skipped()
         if len(self._captured) < self._minimum:
@@ -159,14 +193,20 @@ class Regularizer:
                       "is 0 for this step (a last partial batch? DataLoader(drop_last=True) avoids it)")
             return self._skipped()
         self._warn_if_no_gradient(layers)
-        fan_ins = [self._fan_in[index] for index in self._captured]
+        widths, fan_ins = _cost_operands(layers, [self._fan_in[index] for index in self._captured], other)
+        rows = self._rows(layers[0].shape[0], widths, fan_ins)
+        if rows is None:  # a control step of max_samples="auto"'s calibration
+            self._started(None, mark)
+            return self._skipped()
         rows_state = self._generator.get_state()
         try:
-            values = self._terms(*self._subsample(layers, fan_ins, other), shard)
+            values = self._terms(*self._subsample(layers, other, rows), shard)
         except Exception as error:
             self._generator.set_state(rows_state)  # changes nothing: not even the rows the next call draws
             raise self._named(error, layers, other) from error
         self.last, self.last_call = values.detach().tolist(), self._calls
+        self.samples, self.modelled_overhead = rows, self.overhead_model(layers[0].shape[0], rows, widths, fan_ins)
+        self._started(rows, mark)
         self._count_call()
         self._captured, self._input = {}, None
         total = values.sum()
@@ -259,21 +299,90 @@ class Regularizer:
                       "under torch.no_grad(), e.g. a validation pass), so reg() measures that pass and its "
                       "term gives the model no gradient; call reg() right after the training forward")
 
-    def _subsample(self, layers, fan_ins, other):
-        """(layers, other) on the rows the terms use: all, or max_samples of them, the same rows for all."""
-        n, widths = layers[0].shape[0], [h.shape[1] for h in layers]
-        if other is not None:
-            # the input or the labels enter every term: one more operand per term, not a layer (no fan-in)
-            widths, fan_ins = widths + [_width(other)] * len(layers), fan_ins + [0] * len(layers)
-        limit = self.max_samples
-        if limit == "auto":
-            limit = self.auto_samples(n, widths, fan_ins, self.budget)
-        self.samples = n if limit is None else min(n, limit)
-        self.modelled_overhead = self.overhead_model(n, self.samples, widths, fan_ins)
-        if self.samples == n:
+    def _rows(self, n, widths, fan_ins):
+        """The rows this call's terms use: all, max_samples, or max_samples="auto"'s (None: a control step)."""
+        if self.max_samples is None:
+            return n
+        if self.max_samples != "auto":
+            return min(n, self.max_samples)
+        if self._calibration is None or self._widths != widths:
+            group = self.estimator_kwargs.get("group")
+            agree = (lambda rows: rows) if group is None else functools.partial(
+                agreed_minimum, group=group, device=self._device())
+            first = self.auto_samples(n, widths, fan_ins, self.budget)
+            self._calibration = Calibration(first, n, self.budget, self.min_samples, self._step_clock(), agree)
+            self._widths = widths
+        rows = self._calibration.rows()
+        return None if rows is None else min(n, rows)
+
+    def _subsample(self, layers, other, rows):
+        """(layers, other) on `rows` of their rows, drawn at random, the same rows for all."""
+        n = layers[0].shape[0]
+        if rows == n:
             return layers, other
-        rows = torch.randperm(n, generator=self._generator)[:self.samples]
-        return [h[rows.to(h.device)] for h in layers], None if other is None else other[rows.to(other.device)]
+        rows = torch.randperm(n, generator=self._generator)[:rows]
+        # index_select: its backward (index_add_ into zeros) took half the time of indexing's (index_put)
+        # for 128 of 512 rows of a 32k-wide conv output on the CPU
+        picked = [h.index_select(0, rows.to(h.device)) for h in layers]
+        return picked, None if other is None else other.index_select(0, rows.to(other.device))
+
+    def calibrate(self):
+        """max_samples="auto": measure again from the next call (after a change of batch size, say)."""
+        if self.max_samples != "auto":
+            raise ValueError("calibrate() is for max_samples='auto'; this Regularizer has "
+                             f"max_samples={self.max_samples!r}")
+        self._calibration = None
+
+    @property
+    def measured_overhead(self):
+        """max_samples="auto": the frozen row count's measured cost in forward passes (None before)."""
+        calibration = self._calibration
+        return None if calibration is None or calibration.calibrating else calibration.measured_overhead
+
+    def _step_clock(self):
+        if self._clock is None:
+            self._clock = clock_for(None, self._device())
+        return self._clock
+
+    def _step_mark(self):
+        """max_samples="auto" while calibrating: the clock's mark of this call's start, which ends the step
+        of the previous computing call; None otherwise."""
+        calibration = self._calibration
+        if self.max_samples != "auto" or (calibration is not None and not calibration.calibrating):
+            return None
+        mark = self._step_clock().mark()
+        forward, self._forward = self._forward, None
+        if calibration is not None:
+            calibration.record(mark, forward if forward and forward[1] is not None else None)
+            if not calibration.calibrating:
+                self._settle(calibration)
+        return mark
+
+    def _started(self, rows, mark):
+        if self._calibration is not None and mark is not None:
+            self._calibration.start(rows, mark)
+
+    def _settle(self, calibration):
+        """The warnings the frozen n asks for."""
+        message = calibration.over_budget()
+        if message:
+            warn_user(f"Regularizer: {message}")
+        n = calibration.frozen
+        if self.estimator == "kde" and self.last and max(self.last) > SATURATED * math.log(self.samples):
+            warn_user(f"Regularizer: a term of {max(self.last):.2f} nats on {self.samples} rows is near its ceiling "
+                      f"ln {self.samples} = {math.log(self.samples):.2f}; max_samples='auto' froze {n} rows: a larger "
+                      "budget or min_samples gives the terms room to move")
+
+    def _time_forward(self, index):
+        if torch.compiler.is_compiling():  # a clock read would break the graph: the forward is estimated
+            return
+        calibration = self._calibration
+        if calibration is not None and not calibration.calibrating:
+            return
+        if index == FORWARD_START:
+            self._forward = (self._step_clock().mark(), None)
+        elif self._forward is not None:
+            self._forward = (self._forward[0], self._step_clock().mark())
 
     @staticmethod
     def auto_samples(n, widths, fan_ins, budget=1.0):
@@ -429,6 +538,15 @@ def _described(args):
         return "no positional argument"
     x = args[0]
     return f"a {x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _cost_operands(layers, fan_ins, other):
+    """(widths, fan-ins) of the cost model's operands: the layers, then, with the input or the labels, that
+    operand once per term (every term works on it; it is not a layer: no fan-in)."""
+    widths = [h.shape[1] for h in layers]
+    if other is None:
+        return widths, fan_ins
+    return widths + [_width(other)] * len(layers), fan_ins + [0] * len(layers)
 
 
 def _width(operand):

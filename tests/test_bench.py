@@ -41,14 +41,17 @@ def test_compare_worker_measures_both_methods():
     assert fast["seconds"] > 0 and dense["peak_mb"] >= 0
 
 
-def test_overhead_measures_three_timings_and_the_cost_model():
+def test_overhead_measures_three_timings_after_the_calibration():
     from torch import nn
 
     from bench import overhead
+    from fastmi import budget
     result = overhead.measure(lambda: (nn.Sequential(nn.Linear(50, 160), nn.ReLU(), nn.Linear(160, 10)), (50,), 256),
-                              "cpu", rounds=1, max_samples="auto", budget=0.5)
+                              "cpu", rounds=1, max_samples="auto", budget=0.5, min_samples=2)
     assert result["forward"] > 0 and result["step_with_regularizer"] > 0 and len(result["mi"]) == 1
-    assert 2 < result["samples"] < 256 and 0.4 < result["modelled_overhead"] <= 0.5
+    assert result["calibration_steps"] == budget.CALLS + 1 and result["measured_overhead"] is not None
+    assert 2 <= result["samples"] <= 256 and result["modelled_overhead"] > 0
+    assert overhead.target(overhead.MLP, "auto", {}, dict(result, overhead_over_forward=1.0), None).endswith("met")
 
 
 def test_estimator_suite_rows_and_ksg_equals_the_tree_baseline(capsys):

@@ -61,6 +61,20 @@ def _worker(rank, init_file, out_dir, mode, backend, dtype, loo):
             reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend=backend)
             net(a_r.detach())
             result = dict(value=reg().detach())
+        elif mode == "auto":  # max_samples="auto" with a simulated clock: rank 1's pairs of rows cost 4x rank 0's
+            now, net = [0.0], model()
+            net[0].register_forward_hook(lambda *_: now.__setitem__(0, now[0] + 0.01))  # the forward: 10 ms
+            reg = fastmi.Regularizer(net, group=dist.group.WORLD, backend="torch", max_samples="auto", min_samples=2,
+                                     clock=lambda: now[0])
+            samples = []
+            for _ in range(20):
+                net(a_r.detach())
+                computed = reg.last_call
+                reg()
+                if reg.last_call != computed:
+                    now[0] += 0.001 + 1e-5 * (1 + 3 * rank) * reg.samples ** 2
+                samples.append(reg.samples)
+            result = dict(samples=samples, measured=reg.measured_overhead)
         elif mode == "histograms":
             a_r = a_r.detach().requires_grad_()
             soft = fastmi.unit_mi(a_r, b_r.detach(), bins=6, soft=True, reduction="sum", group=dist.group.WORLD)
@@ -163,6 +177,14 @@ def test_regularizer_passes_the_group_through(tmp_path):
     net(batch(torch.float64)[0])
     expected = float(reg().detach())
     assert all(float(r["value"]) == pytest.approx(expected, abs=1e-10) for r in ranks)
+
+
+def test_auto_rows_are_agreed_by_every_rank(tmp_path):
+    """Each rank fits its own clock (rank 0 alone: 30 rows, rank 1 alone: 15); every rank takes the fewest,
+    at every stage of the calibration, so the global batch's shards stay in step."""
+    ranks = run_ranks(tmp_path, "auto")
+    assert ranks[0]["samples"] == ranks[1]["samples"] and ranks[0]["samples"][-1] in (14, 15)  # 15 up to rounding
+    assert 0.85 < ranks[1]["measured"] <= 1.0 and ranks[0]["measured"] < 0.5
 
 
 def test_ranks_with_different_widths_are_refused(tmp_path):

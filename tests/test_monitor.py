@@ -29,9 +29,9 @@ def test_milog_writes_every_pair_each_step(tmp_path):
         model(torch.randn(40, 4))
         reg()
         log(step)
-    assert [c[0] for c in writer.calls] == ["mi/pair0", "mi/pair1"] * 2
-    assert [c[2] for c in writer.calls] == [10, 10, 20, 20]
-    assert log.values[-1] == reg.last and log.steps == [10, 20]
+    assert [c[0] for c in writer.calls] == ["mi/pair0", "mi/pair1", "mi/samples"] * 2
+    assert [c[2] for c in writer.calls] == [10, 10, 10, 20, 20, 20]
+    assert log.values[-1] == reg.last and log.steps == [10, 20] and log.samples == [40, 40]
     log.plot(tmp_path / "mi.png")
     assert (tmp_path / "mi.png").stat().st_size > 1000
 
@@ -44,7 +44,7 @@ def test_milog_callable_writer_and_bad_writer():
     model(torch.randn(40, 4))
     reg()
     log()
-    assert seen == [({"fastmi/mi/pair0": reg.last[0], "fastmi/mi/pair1": reg.last[1]}, 0)]
+    assert seen == [({"fastmi/mi/pair0": reg.last[0], "fastmi/mi/pair1": reg.last[1], "fastmi/mi/samples": 40}, 0)]
     with pytest.raises(TypeError, match="add_scalar"):
         fastmi.MILog(reg, writer=42)
 
@@ -140,7 +140,7 @@ def test_milog_logs_each_computed_value_once_with_every():
         reg()
         log(step)
     assert log.steps == [0, 3, 6] and reg.last_call == 6
-    assert [c[2] for c in writer.calls] == [0, 0, 3, 3, 6, 6]
+    assert [c[2] for c in writer.calls] == [0, 0, 0, 3, 3, 3, 6, 6, 6]  # two terms and the rows
     assert len(log.values) == 3 and log.values[0] != log.values[1]
 
 

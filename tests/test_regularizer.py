@@ -193,7 +193,7 @@ def test_different_batch_sizes():
 def test_auto_samples_follow_the_cost_model():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    reg = fastmi.Regularizer(model, max_samples="auto", budget=0.5)
+    reg = fastmi.Regularizer(model, max_samples="auto", budget=0.5, min_samples=2)  # its first trial: the cost model
     model(torch.randn(512, 20))
     reg()
     widths, fan_ins = [64, 64, 10], [20, 64, 64]
@@ -425,7 +425,7 @@ def test_auto_samples_count_the_input_and_the_labels_once_per_term():
     model = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 10))
     x, y = torch.randn(256, 20), class_ids(256, classes=4)
     for pairs, extra in (("input", 20), ("labels", 4)):
-        reg = fastmi.Regularizer(model, pairs=pairs, max_samples="auto", budget=0.5, estimator="hsic")
+        reg = fastmi.Regularizer(model, pairs=pairs, max_samples="auto", budget=0.5, estimator="hsic", min_samples=2)
         model(x)
         reg(labels=y) if pairs == "labels" else reg()
         widths, fan_ins = [32, 10, extra, extra], [20, 32, 0, 0]

@@ -135,16 +135,20 @@ class KDE(Estimator):
         huge inputs keep their stds."""
         spec, joint_dim = key
         work = torch.float64 if own.dtype == torch.float64 else torch.float32
-        own, every = own.to(work), every.to(work)
+        mine = every is own  # no shard: one tensor, one pass per step below
+        own = own.to(work)
+        every = own if mine else every.to(work)
         constant = math.sqrt(DIVERGENCE_FACTOR[self.divergence] * LOG2E)
         n = every.shape[0]
         if rule_of(spec) is None:
             centre, scale = column_centres(every), constant / float(spec)
         else:
             scales = column_scales(every)
-            own, every = own / scales, every / scales
-            std = column_mean_std(own, None if shard is None else shard.sum_partials, n)[1]
-            centre = column_centres(every)
+            own = own / scales
+            every = own if mine else every / scales
+            mean, std = column_mean_std(own, None if shard is None else shard.sum_partials, n)
+            # the moments of every row (global under a shard): column_centres need not pass over them again
+            centre = column_centres(every, (mean.detach(), std.detach().square() * ((n - 1) / max(n, 1))))
             z = ((every - centre) / std).detach()
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
         x = ((own - centre) * scale).to(dtype)
