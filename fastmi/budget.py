@@ -10,7 +10,8 @@ The terms' cost fits
 
     cost(n) = c0 + c2 n^2          (seconds; c0 the fixed cost per call, c2 n^2 the pairs of rows)
 
-through the medians at each trial n minus the median control period, and n solves
+through the median at each trial n of its period minus the mean of the control periods beside it (a
+shared machine's speed drifts between minutes: neighbours drift alike), and n solves
 cost(n) = budget * forward. The plan (computing calls, with every=k the k-th calls):
 
     call 0            n_a, discarded (first-call costs: allocator, kernel compilation)
@@ -149,11 +150,14 @@ class Calibration:
 
     def _solve(self):
         """n with cost(n) = budget * forward, from the periods so far (the warm-up call left out)."""
-        periods = {}
-        for rows, start, end in self.periods[WARMUP:]:
-            periods.setdefault(rows, []).append(self.clock.seconds(start, end))
-        control = statistics.median(periods.pop(None))
-        points = [(n, statistics.median(p) - control) for n, p in periods.items()]
+        timed = [(rows, self.clock.seconds(start, end)) for rows, start, end in self.periods[WARMUP:]]
+        control = statistics.median(seconds for rows, seconds in timed if rows is None)
+        costs = {}
+        for i, (rows, seconds) in enumerate(timed):
+            if rows is not None:  # against the control steps beside it: a machine's drift between minutes cancels
+                beside = [s for r, s in timed[max(i - 1, 0):i + 2] if r is None]
+                costs.setdefault(rows, []).append(seconds - statistics.fmean(beside))
+        points = [(n, statistics.median(c)) for n, c in costs.items()]
         if self.forwards:
             forward = statistics.median(self.clock.seconds(start, end) for start, end in self.forwards)
         else:

@@ -127,3 +127,18 @@ def test_dependence_measures_on_cuda_equal_the_cpu(measure):
     expected.backward()
     assert abs(float(value) - float(expected)) < 1e-5
     assert relative_error(x.grad.cpu(), xc.grad) < 1e-4 and relative_error(y.grad.cpu(), yc.grad) < 1e-4
+
+
+def test_auto_samples_calibrate_with_cuda_events():
+    """max_samples="auto" on CUDA layers times steps with CUDA events: it freezes a row count within
+    [min_samples, N] after its 17 computing calls, with a finite measured overhead."""
+    from fastmi import budget
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(512, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 1024),
+                                torch.nn.ReLU(), torch.nn.Linear(1024, 10)).cuda()
+    reg = fastmi.Regularizer(model, max_samples="auto", weight=0.01)
+    x = torch.randn(2048, 512, device="cuda")
+    for _ in range(budget.CALLS + 1):
+        (model(x).square().mean() + reg()).backward()
+    assert reg.measured_overhead is not None and math.isfinite(reg.measured_overhead)
+    assert 128 <= reg.samples <= 2048

@@ -22,6 +22,7 @@ from ..backend import op_or_function, opaque
 from ..bandwidth import (
     KDE_MEDIAN,
     column_centres,
+    column_extremes,
     column_mean_std,
     column_scales,
     depends_on_dimension,
@@ -143,12 +144,15 @@ class KDE(Estimator):
         if rule_of(spec) is None:
             centre, scale = column_centres(every), constant / float(spec)
         else:
-            scales = column_scales(every)
+            lo, hi = column_extremes(every)  # for the scales and the centres' outlier test alike
+            scales = column_scales(every, (lo, hi))
             own = own / scales
             every = own if mine else every / scales
             mean, std = column_mean_std(own, None if shard is None else shard.sum_partials, n)
-            # the moments of every row (global under a shard): column_centres need not pass over them again
-            centre = column_centres(every, (mean.detach(), std.detach().square() * ((n - 1) / max(n, 1))))
+            # the moments of every row (global under a shard; / scales is exact): column_centres need not
+            # pass over them again
+            variance = std.detach().square() * ((n - 1) / max(n, 1))
+            centre = column_centres(every, (mean.detach(), variance, lo / scales, hi / scales))
             z = ((every - centre) / std).detach()
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
         x = ((own - centre) * scale).to(dtype)
