@@ -17,6 +17,8 @@ jobs:
               independent data over 1000 seeds and p on dependent data, per estimator
   dependence  RBF CKA and distance correlation: fastmi vs dense torch, pykeops and the dcor package (CPU,
               N = 1k..16k, time and peak memory), then fastmi's CKA alone at N = 100,000
+  intervals   mi_interval's coverage of the truth on the suite's tasks (95% intervals, 200 draws per
+              task at N = 500 and 2000: offline, hours; --quick: 3 tasks x 20 draws)
   weights     how hard each Regularizer term pulls at weight 1 (gradient norms vs cross-entropy's, digits)
   gpu         timings of the compiled kernels vs the dense baseline (bench/gpu_check.sh runs it)
 
@@ -87,6 +89,12 @@ def overhead(args):
     run()
 
 
+def intervals(args):
+    from bench.intervals import SMOKE_TASKS, run
+    rows = run(tasks=SMOKE_TASKS, count=20) if args.quick else run()
+    save_json("intervals.json", dict(rows=rows))
+
+
 def histogram(args):
     from bench.histogram import run
     run()
@@ -127,7 +135,7 @@ def gpu(args):
 
 
 JOBS = {"default": default, "speed": speed, "memory": speed, "cpu": cpu, "accuracy": accuracy,
-        "estimators": estimators, "overhead": overhead, "histogram": histogram, "ksg": ksg,
+        "estimators": estimators, "overhead": overhead, "intervals": intervals, "histogram": histogram, "ksg": ksg,
         "ksg-crossover": ksg_crossover, "significance": significance, "dependence": dependence,
         "weights": weights, "gpu": gpu}
 
@@ -166,7 +174,8 @@ def parser():
     p.add_argument("--forward-only", action="store_true", help="speed: time the forward pass only")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds before a measurement is reported as timed out")
     p.add_argument("--out", help="folder for the job's JSON and plots (default: $FASTMI_RESULTS, else bench/output/)")
-    p.add_argument("--quick", action="store_true", help="gpu: tiny sizes (a smoke test on CPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="gpu: tiny sizes (a smoke test on CPU); intervals: 3 tasks x 20 draws")
     return p
 
 

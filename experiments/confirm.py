@@ -51,6 +51,7 @@ from torch import nn
 import fastmi
 from experiments import paper
 from fastmi.monitor import new_figure
+from fastmi.significance import holm
 
 STEPS, EVERY, BATCH, LR = 400, 5, 128, 1e-3
 SEEDS = tuple(range(100, 120))
@@ -130,16 +131,6 @@ def bootstrap_median(differences, resamples=BOOTSTRAP, seed=0):
     medians = d[picks].quantile(0.5, dim=1)
     low, high = torch.quantile(medians, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return float(d.quantile(0.5)), low, high
-
-
-def holm(pvalues):
-    """Holm's step-down adjusted p-values, in the order given."""
-    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
-    adjusted, running = [0.0] * len(pvalues), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def compare(runs, target, arm, every=EVERY):

@@ -84,6 +84,18 @@ def mi_test(a, b, *, estimator="auto", permutations=200, seed=0, units="nats", b
                   corrected=estimate - null_mean, permutations=permutations, estimator=estimator, units=units)
 
 
+def holm(pvalues):
+    """Holm's step-down adjusted p-values of several tests (e.g. mi_test over many layer pairs), in the
+    order given: the i-th smallest times (m - i + 1), made non-decreasing, capped at 1 (Holm 1979). Reject
+    where the adjusted p-value is below alpha: the family-wise error rate is then at most alpha."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def row_permutations(n, count, seed):
     """(count, n) int64: `count` independent uniform permutations of range(n), from a CPU generator
     seeded with `seed` (reproducible on every device)."""

@@ -226,3 +226,16 @@ def test_bench_rejects_non_positive_counts(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def test_interval_coverage_smoke_run():
+    """python -m bench intervals --quick: 3 tasks x 20 draws at N = 500; a consistent task is covered."""
+    from bench import intervals
+    rows = intervals.run(tasks=intervals.SMOKE_TASKS, ns=(500,), count=20)
+    assert [r["task"] for r in rows] == list(intervals.SMOKE_TASKS) and all(r["draws"] == 20 for r in rows)
+    by_task = {r["task"]: r for r in rows}
+    assert by_task["gauss d=1 rho=0.5"]["coverage"] >= 0.75  # P(< 15 of 20 | 95%) < 0.001
+    assert by_task["independent gaussians (MI = 0) 5x5"]["truth"] == 0.0
+    assert all(0 <= r["flagged_misses"] <= r["misses"] and 0 <= r["p_below_90_holm"] <= 1 for r in rows)
+    assert intervals.binomial_below(20, 20, 0.9) == pytest.approx(1.0)
+    assert intervals.binomial_below(0, 20, 0.9) == pytest.approx(0.1 ** 20)

@@ -29,8 +29,6 @@ def test_confirmation_quick_run_writes_its_analysis(tmp_path):
 
 def test_confirmation_statistics():
     from experiments import confirm
-    # Holm: sorted p's times m, m - 1, ..., made monotone, capped at 1, in the order given
-    assert confirm.holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
     assert confirm.steps_to_target([0.5, 0.8, 0.9], 0.8, every=5) == 10
     assert confirm.steps_to_target([0.5, 0.6], 0.8, every=5) == 15  # censored: one evaluation past the run
     assert confirm.censored([[0.5, 0.6], [0.9, 0.9]], 0.8, every=5) == 1

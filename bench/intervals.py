@@ -1,0 +1,88 @@
+"""fastmi.mi_interval's coverage: on tasks with a known MI, the fraction of independent draws whose 95%
+interval holds the truth, the median width, and how many misses `stable=False` flagged.
+
+Each draw is a fresh sample of the task (bench.accuracy.suite_tasks with its own seed). A task where the
+estimator is not consistent at that N (its bias beyond its spread) cannot be covered by any interval of
+its spread: a task is called consistent at N where |mean error| <= the median standard error (a bias of
+one standard error leaves a 95% t-interval ~92% coverage; more, and no interval of the spread can
+cover). Coverage below 90% is tested with a one-sided binomial test against 0.9 (Holm over the task
+rows, alpha 0.05).
+"""
+import math
+import statistics
+import warnings
+
+import fastmi
+from bench.accuracy import suite_tasks
+from fastmi.significance import holm
+
+SMOKE_TASKS = ("gauss d=1 rho=0.5", "gauss d=5 rho=0.5", "independent gaussians (MI = 0) 5x5")  # the CI smoke run
+
+
+def draws(task, n, count, first_seed=1000):
+    """(a, b, truth) of `count` independent samples of one suite task at N = n."""
+    for seed in range(first_seed, first_seed + count):
+        for name, _, a, b, truth in suite_tasks(n, seed):
+            if name == task:
+                yield a, b, truth
+                break
+        else:
+            raise ValueError(f"no suite task named {task!r}")
+
+
+def coverage(task, n, count, estimator="auto", level=0.95):
+    """A dict: the task's coverage of the truth over `count` draws, median width, mean error, how many
+    misses were flagged unstable."""
+    hits, widths, errors, misses, flagged, std_errors = 0, [], [], 0, 0, []
+    truth = None
+    for a, b, truth in draws(task, n, count):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = fastmi.mi_interval(a.double(), b.double(), estimator=estimator, level=level)
+        inside = r.lower <= truth <= r.upper
+        hits += inside
+        misses += not inside
+        flagged += (not inside) and (not r.stable)
+        widths.append(r.upper - r.lower)
+        std_errors.append(r.std_error)
+        errors.append(r.estimate - truth)
+    return dict(task=task, n=n, draws=count, estimator=estimator, truth=truth, coverage=hits / count,
+                median_width=statistics.median(widths), median_std_error=statistics.median(std_errors),
+                mean_error=statistics.fmean(errors), misses=misses,
+                flagged_misses=flagged, p_below_90=binomial_below(hits, count, 0.9))
+
+
+def binomial_below(hits, count, p):
+    """One-sided p-value of `hits` or fewer in `count` draws at success rate p."""
+    return sum(math.comb(count, i) * p ** i * (1 - p) ** (count - i) for i in range(hits + 1))
+
+
+def run(tasks=None, ns=(500, 2000), count=200, estimator="auto"):
+    """The coverage table over `tasks` (default: every suite task) at each N; returns its rows."""
+    tasks = tasks or [name for name, *_ in suite_tasks(64, 0)]
+    rows = [coverage(task, n, count, estimator) for n in ns for task in tasks]
+    for row, adjusted in zip(rows, holm([row["p_below_90"] for row in rows])):
+        row["p_below_90_holm"] = adjusted
+        row["consistent"] = abs(row["mean_error"]) <= row["median_std_error"]
+    print(f"\nmi_interval(estimator={estimator!r}), 95% intervals, {count} draws per task and N")
+    print("| task | N | true MI | coverage | median width | mean error | misses flagged unstable | "
+          "below 90% (Holm p) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        note = "" if r["consistent"] else " (biased at this N)"
+        print(f"| {r['task']}{note} | {r['n']} | {r['truth']:.3f} | {r['coverage']:.2f} | {r['median_width']:.3f} | "
+              f"{r['mean_error']:+.3f} | {r['flagged_misses']}/{r['misses']} | {r['p_below_90_holm']:.2g} |")
+    print(summary(rows))
+    return rows
+
+
+def summary(rows):
+    """One line: the consistent tasks' coverage and any significantly below 90%; the share of misses flagged."""
+    consistent = [r for r in rows if r["consistent"]]
+    below = [f"{r['task']} (N={r['n']})" for r in consistent if r["p_below_90_holm"] < 0.05]
+    misses = sum(r["misses"] for r in rows)
+    flagged = sum(r["flagged_misses"] for r in rows)
+    worst = min((r["coverage"] for r in consistent), default=float("nan"))
+    return (f"{len(consistent)} of {len(rows)} task rows consistent (|mean error| <= median standard error); their "
+            f"lowest coverage {worst:.2f}; significantly below 90% (Holm): {below or 'none'}; misses flagged "
+            f"stable=False: {flagged}/{misses} ({flagged / max(misses, 1):.0%})")

@@ -1,0 +1,88 @@
+"""fastmi.mi_interval: subsampling intervals (Holmes & Nemenman 2019) — the pooled variance formula, the t
+quantile, the stability flag, inputs and errors. Coverage is a benchmark (python -m bench intervals)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import fastmi
+from fastmi import interval
+
+
+def gaussian_pair(n, rho=0.6, d=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g, dtype=torch.float64)
+    b = rho * a + math.sqrt(1 - rho ** 2) * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return a, b, -d / 2 * math.log(1 - rho ** 2)
+
+
+def test_the_interval_is_the_pooled_subsample_variance_with_a_t_quantile():
+    a, b, _ = gaussian_pair(400)
+    r = fastmi.mi_interval(a, b, estimator="gcmi", parts=4, seed=3)
+    # recompute by hand: the same random splits (one permutation per k from the seeded generator)
+    g, pooled = torch.Generator().manual_seed(3), 0.0
+    for k in range(2, 5):
+        order, size = torch.randperm(400, generator=g), 400 // k
+        parts = [order[i * size:(i + 1) * size] for i in range(k)]
+        values = [float(fastmi.layer_mi(a[p], b[p], estimator="gcmi")) for p in parts]
+        values = torch.tensor(values, dtype=torch.float64)
+        pooled += (k - 1) / k * float(values.var())
+    variance = pooled / 6
+    assert r.dof == 6 and r.std_error == pytest.approx(math.sqrt(variance), rel=1e-12)
+    half = 2.4469118511449692 * math.sqrt(variance)  # t_{6, 0.975}
+    assert r.upper - r.estimate == pytest.approx(half, rel=1e-9)
+    assert r.estimate - r.lower == pytest.approx(half, rel=1e-9)
+    assert r.estimate == pytest.approx(float(fastmi.layer_mi(a, b, estimator="gcmi")), rel=1e-12)
+    assert r.debiased == r.estimate and r.n == 400 and r.level == 0.95 and r.estimator == "gcmi"
+
+
+def test_a_consistent_estimator_is_stable_and_covers_a_gaussian_truth():
+    a, b, truth = gaussian_pair(2000)
+    r = fastmi.mi_interval(a, b, estimator="gcmi")
+    assert r.stable and r.lower < truth < r.upper and r.upper - r.lower < 0.15
+
+
+def test_a_drifting_estimate_is_flagged_unstable():
+    """The binned estimate of a 2-d Gaussian pair at 30 bins rises as the rows fall (plug-in bias ~ cells / N):
+    the parts' means drift above the estimate on all rows."""
+    a, b, _ = gaussian_pair(1000)
+    with pytest.warns(RuntimeWarning, match="has not converged"):
+        r = fastmi.mi_interval(a, b, estimator="binned", bins=30)
+    assert not r.stable
+
+
+def test_level_units_seed_and_numpy_inputs():
+    a, b, _ = gaussian_pair(600)
+    narrow = fastmi.mi_interval(a.numpy(), b.numpy(), estimator="ksg", level=0.5)
+    wide = fastmi.mi_interval(a, b, estimator="ksg", level=0.99)
+    assert wide.upper - wide.lower > narrow.upper - narrow.lower > 0 and wide.estimate == narrow.estimate
+    bits = fastmi.mi_interval(a, b, estimator="ksg", units="bits")
+    assert bits.estimate == pytest.approx(wide.estimate / math.log(2)) and bits.units == "bits"
+    assert fastmi.mi_interval(a, b, estimator="ksg", seed=1).std_error != wide.std_error
+    assert fastmi.mi_interval(a, b, estimator="ksg", seed=0) == fastmi.mi_interval(a, b, estimator="ksg", seed=0)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(level=1.0), ValueError, "level"), (dict(level=True), ValueError, "level"),
+    (dict(parts=1), ValueError, "parts"), (dict(seed=-1), ValueError, "seed"),
+    (dict(estimator="nope"), ValueError, "estimator"), (dict(sigma=0.5, estimator="ksg"), TypeError, "sigma"),
+    (dict(parts=40), ValueError, "N >= 640"),
+])
+def test_bad_options_are_named(kwargs, error, match):
+    a, b, _ = gaussian_pair(300)
+    with pytest.raises(error, match=match):
+        fastmi.mi_interval(a, b, **kwargs)
+
+
+def test_nan_inputs_are_refused():
+    a, b, _ = gaussian_pair(300)
+    a[5, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        fastmi.mi_interval(a, b)
+
+
+def test_t_quantile_matches_tables():
+    assert interval.t_quantile(0.975, 6) == pytest.approx(2.446912, rel=1e-6)
+    assert interval.t_quantile(0.975, 10 ** 6) == pytest.approx(1.959966, rel=1e-5)
+    assert np.isfinite(interval.t_quantile(0.995, 1))
