@@ -62,6 +62,23 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
     return _estimate(make_estimator(estimator, options), a, b, units, backend, check_finite, group)
 
 
+POINTWISE = ("kde", "ksg")  # the estimators whose estimate is the mean of per-row terms
+
+
+def pointwise_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finite=True, **options):
+    """(N,) per-row terms whose mean is layer_mi(a, b, estimator=..., **options) to rounding: a decomposition
+    of the estimate (which rows carry the dependence), permutation-equivariant.
+
+    "kde": ln J_i - ln S^a_i - ln S^b_i + ln N (J, S: the joint and marginal kernel sums of row i; ln (N - 1)
+    with loo=True), differentiable; the N x N log-kernels are formed densely in torch (O(N^2) memory:
+    ~8 N^2 bytes per side in float32), whatever the back-end. "ksg": psi(k) + psi(N) - psi(n_a,i + 1) -
+    psi(n_b,i + 1), KSG's sum term by term (not a per-sample MI in the strict sense), continuous sides only.
+    No group=. units, backend, check_finite and the options as for layer_mi."""
+    choice(estimator, "estimator", POINTWISE)
+    chosen = make_estimator(estimator, options)
+    return _estimate(chosen, a, b, units, backend, check_finite, None, compute=chosen.pointwise)
+
+
 def unit_mi(a, b, *, bins=16, soft=False, range=None, reduction="none", units="nats", backend="auto",
             check_finite=True, group=None):
     """MI of every unit pair (a[:, p], b[:, q]) from its bins x bins joint histogram (plug-in, nats).

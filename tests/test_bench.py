@@ -216,8 +216,11 @@ def test_floor_model_reports_both_passes():
     from bench import floor
     row = floor.measure(n=512, d=8, reps=1, rounds=1)
     assert row["floor_forward_s"] < row["floor_backward_s"]
+    # the backward's time is (forward + backward) - forward, two timings: on a busy machine it can come out
+    # below 0, so only the bookkeeping is asserted here (timings belong to the benchmark)
     for name in ("forward", "backward"):
-        assert row[f"{name}_s"] > 0 and row[f"{name}_over_floor"] == row[f"{name}_s"] / row[f"floor_{name}_s"]
+        assert row[f"{name}_over_floor"] == row[f"{name}_s"] / row[f"floor_{name}_s"]
+    assert row["forward_s"] > 0
 
 
 @pytest.mark.parametrize("argv", [["speed", "--repeats", "0"], ["speed", "--sizes", "128,-4"], ["speed", "--dim", "0"]])

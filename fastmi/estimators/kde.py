@@ -113,6 +113,18 @@ class KDE(Estimator):
             _warn_if_saturated(values.detach(), n, self.loo)
         return values if more else values[0]
 
+    def pointwise(self, a, b, backend, shard):
+        """(N,) per-row terms ln J_i - ln S^a_i - ln S^b_i + ln N (N - 1 with loo) of validated a, b, whose mean
+        is the estimate: the same operands, the N x N log-kernels formed densely in torch (the Gram form,
+        as the back-ends), differentiable through autograd; O(N^2) memory, whatever the back-end."""
+        as_a, as_b = self._operand_keys([a.shape[1], b.shape[1]])
+        dtype = operand_dtype("torch", a)
+        log_a, log_b = (_log_kernel(self._operand(x, x, key, dtype, None)[0], self.loo)
+                        for x, key in ((a, as_a[0]), (b, as_b[0])))
+        marginals = torch.logsumexp(log_a, dim=1) + torch.logsumexp(log_b, dim=1)
+        n = a.shape[0]
+        return torch.logsumexp(log_a + log_b, dim=1) - marginals + math.log(n - 1 if self.loo else n)
+
     def chain(self, layers, backend, shard):
         """(L - 1,) MI in nats of each successive pair of validated (N, D_m) layers of one dtype (__call__)."""
         values = self(layers[0], layers[1], backend, shard, *layers[2:])
@@ -157,6 +169,14 @@ class KDE(Estimator):
             scale = constant / std / rule_factor(spec, n, joint_dim, z)
         x = ((own - centre) * scale).to(dtype)
         return x, None if shard is None else ((every - centre) * scale).detach().to(dtype)
+
+
+def _log_kernel(x, loo):
+    """(N, N) natural-log kernel -ln2 |x_i - x_j|^2 of a prepared operand (exp2 of minus the squared
+    distance), -inf on the diagonal with leave-one-out."""
+    squares = x.square().sum(1)
+    log_k = (squares[:, None] + squares[None, :] - 2 * x @ x.T).clamp_min(0) * -math.log(2.0)
+    return log_k.diagonal_scatter(torch.full_like(squares, -math.inf)) if loo else log_k
 
 
 ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums

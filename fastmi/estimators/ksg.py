@@ -67,6 +67,19 @@ class KSG(Estimator):
             return self.with_null(a, b, [], backend)[0]
         return from_counts(*neighbour_counts(*self._operands(a, b), self.k, backend), self.k)
 
+    @torch.no_grad()
+    def pointwise(self, a, b, backend, shard):
+        """(N,) per-row terms psi(k) + psi(N) - psi(n_a,i + 1) - psi(n_b,i + 1) of continuous a, b, whose mean
+        is the estimate: a decomposition of KSG's sum, not a per-sample MI in the strict sense."""
+        self._check_rows(a.shape[0])
+        if class_side(a, b, self.name) is not None:
+            raise TypeError("pointwise_mi(estimator='ksg') takes continuous sides; for class ids use layer_mi "
+                            "(Ross's estimator has no per-row decomposition here)")
+        _, na, nb = neighbour_counts(*self._operands(a, b), self.k, backend)
+        digamma = torch.special.digamma
+        constant = digamma(torch.tensor([self.k, a.shape[0]], dtype=torch.float64, device=na.device)).sum()
+        return constant - digamma(na.double() + 1) - digamma(nb.double() + 1)
+
     def _operands(self, a, b):
         """a and b standardised, their tied columns jittered (jitter > 0) or warned about (jitter = 0)."""
         x, y = standardized(a), standardized(b)
@@ -160,20 +173,26 @@ class KSG(Estimator):
 
 
 def neighbour_counts(x, y, k, backend):
-    """(eps, n_a, n_b) per row of standardised x, y: the Triton kernels, or on the CPU scipy's cKDTree
-    (low joint dimension: it prunes per point) or the tiled brute force (high: trees stop pruning). All
-    compute the same float64 max-norm distances, so they give the same numbers, ties included."""
+    """(eps, n_a, n_b) per row of standardised x, y, in their row order: the Triton kernels, or on the CPU
+    scipy's cKDTree (low joint dimension: it prunes per point) or the tiled brute force (high: trees stop
+    pruning). All compute the same float64 max-norm distances, so they give the same numbers, ties
+    included."""
     if uses_tree(x, y, backend):
         return tree_counts(x, y, k)
-    # rows in k-d order: the estimate is a mean over rows, their order is free
+    # the tiles walk rows in k-d order; the counts go back to the rows' own order (pointwise_mi pairs them)
     if backend == "triton":
-        ordered_x, ordered_y, boxes = prepared(x, y, TRITON_TILE)
+        ordered_x, ordered_y, boxes, order = in_kd_order(x, y, TRITON_TILE)
         try:
-            return kernels.ksg.neighbour_counts(ordered_x, ordered_y, k, TRITON_TILE, boxes)
+            return in_row_order(kernels.ksg.neighbour_counts(ordered_x, ordered_y, k, TRITON_TILE, boxes), order)
         except kernels.KernelUnavailable:
             pass  # this triton cannot build the kernels (warned once): the torch path below
-    x, y, boxes = prepared(x, y, ORDER_TILE)
-    return neighbour_counts_torch(x, y, k, boxes)
+    ordered_x, ordered_y, boxes, order = in_kd_order(x, y, ORDER_TILE)
+    return in_row_order(neighbour_counts_torch(ordered_x, ordered_y, k, boxes), order)
+
+
+def in_row_order(values, order):
+    """Per-row tensors computed on rows in `order` (row i of them is input row order[i]), in input order."""
+    return tuple(torch.empty_like(v).index_copy_(0, order, v) for v in values)
 
 
 def max_norm_distances(v):
@@ -305,9 +324,14 @@ def _step_over(s, v, eps, index, offset, limit, inside):
 def prepared(x, y, tile=ORDER_TILE):
     """What the tile back-ends take: standardised x, y in k-d leaf order, and each `tile`-row tile's
     bounding box in x and in y: (x, y, (lo_x, hi_x, lo_y, hi_y))."""
+    return in_kd_order(x, y, tile)[:3]
+
+
+def in_kd_order(x, y, tile):
+    """prepared()'s (x, y, boxes) and the order they are in (row i of them is input row order[i])."""
     order = kd_order(torch.cat([x, y], 1), tile)
     x, y = x[order].contiguous(), y[order].contiguous()
-    return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile))
+    return x, y, (*tile_boxes(x, tile), *tile_boxes(y, tile)), order
 
 
 def from_counts(eps, na, nb, k, warn=True):
