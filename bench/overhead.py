@@ -40,11 +40,12 @@ def wide_mlp(width=4096, batch=4096, depth=4):
     return nn.Sequential(*layers, nn.Linear(width, 10)), (width,), batch
 
 
-def measure(make, device, rounds=5, max_samples=None, budget=None, terms=None, min_samples=None):
-    """Medians of forward, step, step + Regularizer (terms: its estimator / pairs options, default the KDE
-    between successive layers); pairs="labels" gets the batch's class ids. The Regularizer is built once,
-    as in a training loop; with max_samples="auto" it first trains until its calibration froze the rows
-    (`calibration_steps`), and `measured_overhead` is its own estimate beside the one timed here."""
+def measure(make, device, rounds=5, max_samples=None, budget=None, terms=None):
+    """Medians of forward, step, step + Regularizer (terms: its other options — estimator, pairs,
+    min_samples —, default the KDE between successive layers); pairs="labels" gets the batch's class ids.
+    The Regularizer is built once, as in a training loop; with max_samples="auto" it first trains until its
+    calibration froze the rows (`calibration_steps`), and `measured_overhead` is its own estimate beside the
+    one timed here."""
     terms = terms or {}
     model, shape, batch = make()
     model.to(device)
@@ -52,8 +53,7 @@ def measure(make, device, rounds=5, max_samples=None, budget=None, terms=None, m
     y = torch.randint(0, 10, (batch,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    extra = {} if min_samples is None else dict(min_samples=min_samples)
-    reg = fastmi.Regularizer(model, weight=0.01, max_samples=max_samples, budget=budget, **terms, **extra)
+    reg = fastmi.Regularizer(model, weight=0.01, max_samples=max_samples, budget=budget, **terms)
 
     def step(with_reg):
         opt.zero_grad()
@@ -131,9 +131,7 @@ def run(rounds=5, cases=None):
           "measured by reg | cost model | target |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, make, max_samples, options in cases:
-        terms = {k: v for k, v in options.items() if k != "min_samples"}
-        m = measure(make, device, rounds, max_samples, budget=1.0 if max_samples == "auto" else None, terms=terms,
-                    min_samples=options.get("min_samples"))
+        m = measure(make, device, rounds, max_samples, budget=1.0 if max_samples == "auto" else None, terms=options)
         label = " ".join(f"{k}={v}" if k == "min_samples" else f"{v}" for k, v in options.items()) or "kde successive"
         verdict = target(name, max_samples, options, m, floor_seconds)
         rows.append(dict(model=name, terms=label, max_samples=max_samples, target=verdict, **m))

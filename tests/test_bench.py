@@ -47,7 +47,7 @@ def test_overhead_measures_three_timings_after_the_calibration():
     from bench import overhead
     from fastmi import budget
     result = overhead.measure(lambda: (nn.Sequential(nn.Linear(50, 160), nn.ReLU(), nn.Linear(160, 10)), (50,), 256),
-                              "cpu", rounds=1, max_samples="auto", budget=0.5, min_samples=2)
+                              "cpu", rounds=1, max_samples="auto", budget=0.5, terms=dict(min_samples=2))
     assert result["forward"] > 0 and result["step_with_regularizer"] > 0 and len(result["mi"]) == 1
     assert result["calibration_steps"] == budget.CALLS + 1 and result["measured_overhead"] is not None
     assert 2 <= result["samples"] <= 256 and result["modelled_overhead"] > 0

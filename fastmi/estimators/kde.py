@@ -30,6 +30,7 @@ from ..bandwidth import (
     rule_factor,
     rule_of,
     split_sigma,
+    squared_distances,
 )
 from ..inputs import check_bool, choice
 from ..warn import warn_user
@@ -174,9 +175,8 @@ class KDE(Estimator):
 def _log_kernel(x, loo):
     """(N, N) natural-log kernel -ln2 |x_i - x_j|^2 of a prepared operand (exp2 of minus the squared
     distance), -inf on the diagonal with leave-one-out."""
-    squares = x.square().sum(1)
-    log_k = (squares[:, None] + squares[None, :] - 2 * x @ x.T).clamp_min(0) * -math.log(2.0)
-    return log_k.diagonal_scatter(torch.full_like(squares, -math.inf)) if loo else log_k
+    log_k = squared_distances(x) * -math.log(2.0)
+    return log_k.diagonal_scatter(torch.full_like(log_k[0], -math.inf)) if loo else log_k
 
 
 ROW_BLOCK = 256  # rows of K_b gathered at a time by joint_log_sums

@@ -75,10 +75,9 @@ class KSG(Estimator):
         if class_side(a, b, self.name) is not None:
             raise TypeError("pointwise_mi(estimator='ksg') takes continuous sides; for class ids use layer_mi "
                             "(Ross's estimator has no per-row decomposition here)")
-        _, na, nb = neighbour_counts(*self._operands(a, b), self.k, backend)
-        digamma = torch.special.digamma
-        constant = digamma(torch.tensor([self.k, a.shape[0]], dtype=torch.float64, device=na.device)).sum()
-        return constant - digamma(na.double() + 1) - digamma(nb.double() + 1)
+        eps, na, nb = neighbour_counts(*self._operands(a, b), self.k, backend)
+        _warn_if_duplicates(eps, self.k)
+        return _constant(self.k, eps) - torch.special.digamma(na.double() + 1) - torch.special.digamma(nb.double() + 1)
 
     def _operands(self, a, b):
         """a and b standardised, their tied columns jittered (jitter > 0) or warned about (jitter = 0)."""
@@ -337,13 +336,21 @@ def in_kd_order(x, y, tile):
 def from_counts(eps, na, nb, k, warn=True):
     """KSG's formula from the per-row counts; warn=False for a permutation null (the estimate warns)."""
     n = eps.shape[0]
-    ties = int((eps == 0).sum()) if warn else 0
+    if warn:
+        _warn_if_duplicates(eps, k)
+    return _constant(k, eps) - (_digamma_sum(na) + _digamma_sum(nb)) / n
+
+
+def _warn_if_duplicates(eps, k):
+    ties = int((eps == 0).sum())
     if ties:
-        warn_user(f"KSG: {ties} of {n} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
+        warn_user(f"KSG: {ties} of {eps.shape[0]} rows have k = {k} or more exact duplicates (eps = 0); KSG assumes "
                   "continuous data: add low-amplitude noise, e.g. x + 1e-6 * x.std() * torch.randn_like(x)")
-    digamma = torch.special.digamma
-    constant = digamma(torch.tensor([k, n], dtype=torch.float64, device=eps.device)).sum()
-    return constant - (_digamma_sum(na) + _digamma_sum(nb)) / n
+
+
+def _constant(k, eps):
+    """psi(k) + psi(N), N the rows of eps, in float64 on eps's device."""
+    return torch.special.digamma(torch.tensor([k, eps.shape[0]], dtype=torch.float64, device=eps.device)).sum()
 
 
 def _digamma_sum(counts):
