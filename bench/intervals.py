@@ -19,31 +19,34 @@ SMOKE_TASKS = ("gauss d=1 rho=0.5", "gauss d=5 rho=0.5", "independent gaussians 
 
 
 def intervals(tasks, n, count, estimator="auto", level=0.95, first_seed=1000):
-    """{task: (true MI, [mi_interval of each of `count` independent draws at N = n])}; each draw's suite is
-    generated once for every task."""
-    truths, results = {}, {task: [] for task in tasks}
+    """{task: [(true MI, mi_interval) of each of `count` independent draws at N = n]}; each draw's suite is
+    generated once for every task. A draw's own truth: some tasks' truth depends on the draw (b = aW + noise
+    with a random W)."""
+    results = {task: [] for task in tasks}
     for seed in range(first_seed, first_seed + count):
         for name, _, a, b, truth in suite_tasks(n, seed):
             if name in results:
-                truths[name] = truth
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    results[name].append(fastmi.mi_interval(a.double(), b.double(), estimator=estimator, level=level))
-    missing = [task for task in tasks if task not in truths]
+                    interval = fastmi.mi_interval(a.double(), b.double(), estimator=estimator, level=level)
+                results[name].append((truth, interval))
+    missing = [task for task, found in results.items() if not found]
     if missing:
         raise ValueError(f"no suite task named {missing}")
-    return {task: (truths[task], results[task]) for task in tasks}
+    return results
 
 
-def coverage(task, n, truth, results, estimator):
-    """A dict: the task's coverage of the truth over its draws' intervals, median width, mean error, how
-    many misses were flagged unstable."""
-    inside = [r.lower <= truth <= r.upper for r in results]
+def coverage(task, n, draws, estimator):
+    """A dict: the task's coverage of each draw's truth by its interval, the mean truth, median width, mean
+    error, how many misses were flagged unstable."""
+    inside = [r.lower <= truth <= r.upper for truth, r in draws]
     hits, misses = sum(inside), len(inside) - sum(inside)
-    return dict(task=task, n=n, draws=len(results), estimator=estimator, truth=truth, coverage=hits / len(results),
+    results = [r for _, r in draws]
+    return dict(task=task, n=n, draws=len(draws), estimator=estimator,
+                truth=statistics.fmean(truth for truth, _ in draws), coverage=hits / len(draws),
                 median_width=statistics.median(r.upper - r.lower for r in results),
                 median_std_error=statistics.median(r.std_error for r in results),
-                mean_error=statistics.fmean(r.estimate - truth for r in results), misses=misses,
+                mean_error=statistics.fmean(r.estimate - truth for truth, r in draws), misses=misses,
                 flagged_misses=sum(not ok and not r.stable for ok, r in zip(inside, results)),
                 p_below_90=binomial_below(hits, len(results), 0.9))
 
@@ -60,7 +63,7 @@ def run(tasks=None, ns=(500, 2000), count=200, estimator="auto"):
     rows = []
     for n in ns:
         found = intervals(tasks, n, count, estimator)
-        rows += [coverage(task, n, *found[task], estimator) for task in tasks]
+        rows += [coverage(task, n, found[task], estimator) for task in tasks]
     for row, adjusted in zip(rows, holm([row["p_below_90"] for row in rows])):
         row["p_below_90_holm"] = adjusted
         row["consistent"] = abs(row["mean_error"]) <= row["median_std_error"]

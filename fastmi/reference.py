@@ -12,10 +12,16 @@ def _scaled_sq_dists(x, bandwidth, factor):
 
 
 def kde_mi_dense(a, b, bandwidth_a, bandwidth_b, divergence="kl", loo=False):
-    """KDE MI in nats (docs/design.md, "The KDE estimator"), differentiable in float64.
+    """KDE MI in nats (docs/design.md, "The KDE estimator"), differentiable in float64: the mean of
+    kde_pointwise_dense.
 
     bandwidth_*: a float or a per-column tensor; divergence: "kl" (2 sigma^2) or "bhattacharyya" (8 sigma^2).
     """
+    return kde_pointwise_dense(a, b, bandwidth_a, bandwidth_b, divergence, loo).mean()
+
+
+def kde_pointwise_dense(a, b, bandwidth_a, bandwidth_b, divergence="kl", loo=False):
+    """(N,) per-row terms of the KDE MI: ln S^J_i - ln S^A_i - ln S^B_i + ln N (ln (N - 1) with loo)."""
     factor = {"kl": 0.5, "bhattacharyya": 0.125}[divergence]
     a = a.reshape(a.shape[0], -1)
     b = b.reshape(b.shape[0], -1)
@@ -29,7 +35,7 @@ def kde_mi_dense(a, b, bandwidth_a, bandwidth_b, divergence="kl", loo=False):
     log_sa = torch.logsumexp(-alpha, dim=1)
     log_sb = torch.logsumexp(-beta, dim=1)
     log_sj = torch.logsumexp(-alpha - beta, dim=1)
-    return (log_sj - log_sa - log_sb).mean() + math.log(n - 1 if loo else n)
+    return log_sj - log_sa - log_sb + math.log(n - 1 if loo else n)
 
 
 def gaussian_mi(cov, da):
@@ -86,6 +92,11 @@ def _edges(x, bins):
 
 def ksg_mi_dense(a, b, k=3):
     """KSG MI (algorithm 1, max-norm) in nats, dense float64: Kraskov et al. 2004, eq. 8."""
+    return float(ksg_pointwise_dense(a, b, k).mean())
+
+
+def ksg_pointwise_dense(a, b, k=3):
+    """(N,) per-row terms of KSG's eq. 8: psi(k) + psi(N) - psi(n_a,i + 1) - psi(n_b,i + 1)."""
     a = torch.as_tensor(a, dtype=torch.float64).reshape(len(a), -1)
     b = torch.as_tensor(b, dtype=torch.float64).reshape(len(b), -1)
     n = a.shape[0]
@@ -96,7 +107,7 @@ def ksg_mi_dense(a, b, k=3):
     na, nb = (da < eps).sum(1).double(), (db < eps).sum(1).double()
     digamma = torch.special.digamma
     constant = digamma(torch.tensor([k, n], dtype=torch.float64)).sum()
-    return float(constant - (digamma(na + 1) + digamma(nb + 1)).mean())
+    return constant - digamma(na + 1) - digamma(nb + 1)
 
 
 def ksg_mi_tree(a, b, k=3, workers=1):

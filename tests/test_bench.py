@@ -242,3 +242,16 @@ def test_interval_coverage_smoke_run():
     assert all(0 <= r["flagged_misses"] <= r["misses"] and 0 <= r["p_below_90_holm"] <= 1 for r in rows)
     assert intervals.binomial_below(20, 20, 0.9) == pytest.approx(1.0)
     assert intervals.binomial_below(0, 20, 0.9) == pytest.approx(0.1 ** 20)
+
+
+def test_coverage_takes_each_draws_own_truth():
+    """Some tasks' truth depends on the draw (b = aW + noise, W random): each interval is checked against
+    its own draw's truth, and the row reports their mean."""
+    from types import SimpleNamespace
+
+    from bench import intervals
+    draws = [(truth, SimpleNamespace(lower=truth - 0.1, upper=truth + 0.1, estimate=truth + 0.02, std_error=0.05,
+                                     stable=True)) for truth in (1.0, 2.0, 3.0)]
+    row = intervals.coverage("t", 500, draws, "auto")
+    assert row["coverage"] == 1.0 and row["misses"] == 0 and row["truth"] == pytest.approx(2.0)
+    assert row["mean_error"] == pytest.approx(0.02)

@@ -61,3 +61,20 @@ def test_bad_layers_are_named():
         fastmi.mi_matrix(hs, estimator="nope")
     with pytest.raises(ValueError, match="same number of samples"):
         fastmi.mi_matrix([hs[0], hs[1][:100]])
+
+
+def test_entries_equal_the_dense_references_pair_by_pair():
+    """The float64 references of fastmi/reference.py per pair: the KDE at a float sigma (per-column bandwidth
+    sigma * std, as layer_mi's operands) and KSG on standardised columns."""
+    from fastmi import bandwidth, reference
+    from fastmi.estimators import ksg
+    hs = layers(n=120)
+    kde = fastmi.mi_matrix(hs, estimator="kde", sigma=0.8, backend="torch")
+    knn = fastmi.mi_matrix(hs, estimator="ksg")
+    for i, j in itertools.combinations(range(5), 2):
+        joint = hs[i].shape[1] + hs[j].shape[1]
+        want = reference.kde_mi_dense(hs[i], hs[j], bandwidth.column_bandwidths(hs[i], 0.8, joint),
+                                      bandwidth.column_bandwidths(hs[j], 0.8, joint))
+        assert float(kde[i, j]) == pytest.approx(float(want), abs=1e-10)
+        assert float(knn[i, j]) == pytest.approx(reference.ksg_mi_dense(ksg.standardized(hs[i]),
+                                                                        ksg.standardized(hs[j])), abs=1e-12)

@@ -72,3 +72,25 @@ def test_estimators_without_a_decomposition_and_class_ids_are_refused():
         fastmi.pointwise_mi(a, (a[:, 0] > 0).long(), estimator="ksg")
     with pytest.raises(TypeError, match="group"):
         fastmi.pointwise_mi(a, b, group=None)
+
+
+@pytest.mark.parametrize("options", [{}, dict(sigma=0.7, loo=True), dict(divergence="bhattacharyya")])
+def test_the_kde_terms_equal_the_dense_reference_row_by_row(options):
+    """fastmi.reference.kde_pointwise_dense on the bandwidths layer_mi uses (tests/helpers.py's rule)."""
+    from fastmi import bandwidth, reference
+    a, b = pair()
+    sa, sb = bandwidth.split_sigma(options.get("sigma", "standardized_median"))
+    want = reference.kde_pointwise_dense(a, b, bandwidth.column_bandwidths(a, sa, 6),
+                                         bandwidth.column_bandwidths(b, sb, 6), options.get("divergence", "kl"),
+                                         options.get("loo", False))
+    got = fastmi.pointwise_mi(a, b, estimator="kde", backend="torch", **options)
+    assert float((got - want).abs().max()) < 1e-12
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_the_ksg_terms_equal_the_dense_reference_row_by_row(k):
+    from fastmi import reference
+    from fastmi.estimators import ksg
+    a, b = pair(seed=k)
+    want = reference.ksg_pointwise_dense(ksg.standardized(a), ksg.standardized(b), k)
+    assert float((fastmi.pointwise_mi(a, b, estimator="ksg", k=k) - want).abs().max()) < 1e-12

@@ -191,3 +191,34 @@ def test_quantised_task_has_ties_and_the_continuous_truth():
     name, _, a, b, truth = [t for t in suite.edge_case_tasks(2000) if "rounded" in t[0]][0]
     assert torch.equal(a, torch.round(a, decimals=2)) and len(torch.unique(a)) < 1000
     assert truth == pytest.approx(-0.5 * math.log(1 - 0.8 ** 2), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------ bench/heldout.py's truths
+
+@pytest.mark.parametrize("e", [0.1, 0.3, 0.5, 0.75, 2.0])
+def test_additive_uniform_truth_by_quadrature_of_the_trapezoid_density(e):
+    from scipy import integrate
+
+    from bench.heldout import additive_uniform_mi
+
+    def density(y):  # of X + N: the length of [y - e, y + e] inside [0, 1], over 2e
+        return max(0.0, min(1.0, y + e) - max(0.0, y - e)) / (2 * e)
+
+    h_y, _ = integrate.quad(lambda y: -density(y) * math.log(density(y)) if density(y) > 0 else 0.0,
+                            -e, 1 + e, points=sorted({e, 1 - e, -e, 1 + e}), limit=200)
+    assert additive_uniform_mi(e) == pytest.approx(h_y - math.log(2 * e), abs=1e-9)
+
+
+def test_heldout_maps_are_one_to_one_and_tasks_have_their_shapes():
+    from bench.heldout import heldout_tasks, swiss_roll, wiggly
+    u = torch.linspace(0, 1, 10_001, dtype=torch.float64)[:, None]
+    radius = swiss_roll(u).norm(dim=1)  # t / 10 with t increasing in u: the point determines u
+    assert bool((radius.diff() > 0).all())
+    x = torch.linspace(-20, 20, 100_001, dtype=torch.float64)
+    assert bool((wiggly(x).diff() > 0).all())
+    tasks = list(heldout_tasks(N, seed=0))
+    assert len(tasks) == 14 and len({name for name, *_ in tasks}) == 14
+    for name, a, b, truth in tasks:
+        da, db = map(int, re.search(r"(\d+)x(\d+)", name).groups())
+        assert a.shape == (N, da) and b.shape == (N, db) and a.dtype == b.dtype == torch.float64
+        assert truth > 0 and bool(torch.isfinite(a).all() and torch.isfinite(b).all())
