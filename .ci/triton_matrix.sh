@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tritons GPU users get with their torch (README, "Supported triton"), checked on this CPU machine:
+# The tritons GPU users get with their torch (docs/distributed.md, "Supported torch and triton"), checked on this CPU machine:
 # every kernel variant compiles for sm_80 and sm_90, without spills, on the tested floor (3.4.0, which
 # torch 2.8 pins), the GPU host's (3.6.0, torch 2.10-2.11) and README's torch's (3.7.1, torch 2.13); the
 # newest (3.9, the venv's own) is checked by the test suite. Then the Triton-kernel tests (marker

@@ -1,7 +1,7 @@
 """Benchmarks of fastmi against naive estimators and peers: `python -m bench --help`.
 
 Output goes to --out, else $FASTMI_RESULTS, else bench/output/ (untracked, so a first run leaves the
-checkout clean); bench/results/ holds the committed reference results that README.md shows
+checkout clean); bench/results/ holds the committed reference results that the docs show
 (refresh them with `--out bench/results`).
 """
 import json

@@ -17,6 +17,8 @@ jobs:
               independent data over 1000 seeds and p on dependent data, per estimator
   dependence  RBF CKA and distance correlation: fastmi vs dense torch, pykeops and the dcor package (CPU,
               N = 1k..16k, time and peak memory), then fastmi's CKA alone at N = 100,000
+  heldout     auto's error, and mi_interval's debiased, on the suite and on held-out tasks (bench/heldout.py),
+              5 seeds per task at N = 500 and 2000 (offline, ~15 min)
   intervals   mi_interval's coverage of the truth on the suite's tasks (95% intervals, 200 draws per
               task at N = 500 and 2000: offline, hours; --quick: 3 tasks x 20 draws)
   weights     how hard each Regularizer term pulls at weight 1 (gradient norms vs cross-entropy's, digits)
@@ -95,6 +97,11 @@ def intervals(args):
     save_json("intervals.json", dict(rows=rows))
 
 
+def heldout(args):
+    from bench.heldout import run
+    save_json("heldout.json", dict(rows=run()))
+
+
 def histogram(args):
     from bench.histogram import run
     run()
@@ -135,7 +142,8 @@ def gpu(args):
 
 
 JOBS = {"default": default, "speed": speed, "memory": speed, "cpu": cpu, "accuracy": accuracy,
-        "estimators": estimators, "overhead": overhead, "intervals": intervals, "histogram": histogram, "ksg": ksg,
+        "estimators": estimators, "overhead": overhead, "intervals": intervals, "heldout": heldout,
+        "histogram": histogram, "ksg": ksg,
         "ksg-crossover": ksg_crossover, "significance": significance, "dependence": dependence,
         "weights": weights, "gpu": gpu}
 

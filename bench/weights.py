@@ -1,7 +1,7 @@
 """How hard each Regularizer term pulls at weight 1: the norm of the parameters' gradient of the term,
 against the cross-entropy's, on scikit-learn's digits (an MLP 64-128-64-10 with ReLU at initialisation,
 256 rows per seed). The terms' scales differ by measure (HSIC of RBF kernels lies in [0, 1), MI in nats
-grows to ln N), so a weight does not carry over from the KDE to HSIC: README, Regularizer, `weight`.
+grows to ln N), so a weight does not carry over from the KDE to HSIC: docs/regularizer.md, `weight`.
 """
 import warnings
 

@@ -28,11 +28,11 @@ Design
   of the seeds, generator seed 0).
 - Decision: the claim "the MI term at weight 0.01 speeds training" is confirmed on a task where its
   steps-to-target test rejects (Holm) with a median difference below 0; otherwise it is not
-  confirmed there. README reports the table with intervals and p-values either way.
+  confirmed there. docs/regularizer.md reports the table with intervals and p-values either way.
 - Secondary, exploratory (the same seeds and outcomes; unadjusted p-values, labelled exploratory):
   the KDE at weights 0.003, 0.1 and 1; HSIC between successive layers (estimator="hsic") at weight
   0.7 (an HSIC term pulls ~70x less than a KDE term at the same weight: 0.7 matches the KDE's pull at
-  0.01, README's weight table); the HSIC bottleneck of Ma et al. 2019, +0.7 sum_k HSIC(x, h_k)
+  0.01, docs/regularizer.md's weight table); the HSIC bottleneck of Ma et al. 2019, +0.7 sum_k HSIC(x, h_k)
   - 0.7 sum_k HSIC(h_k, y) (two Regularizers, pairs="input" and pairs="labels").
 
     python -m experiments.confirm [--out DIR] [--quick]   (DIR default: experiments/output/; the

@@ -8,7 +8,7 @@ from .monitor import MILog, information_plane_point, plot_information_plane
 from .regularizer import Regularizer
 from .significance import MITest, mi_test
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one definition (pyproject.toml reads it)
 __all__ = ["layer_mi", "label_mi", "chain_mi", "unit_mi", "pointwise_mi", "mi_matrix", "mi_test", "MITest",
            "mi_interval", "MIInterval", "Regularizer", "MILog",
            "information_plane_point", "plot_information_plane", "ESTIMATORS", "MEASURES", "hsic", "cka", "cka_matrix",

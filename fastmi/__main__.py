@@ -1,4 +1,4 @@
-"""python -m fastmi: the environment report to paste into a bug report (README, "Reporting a bug").
+"""python -m fastmi: the environment report to paste into a bug report (docs/distributed.md, "Reporting a bug").
 
 fastmi, Python, torch, triton, numpy and CUDA/ROCm versions; the device and its architecture; whether the
 installed triton is in fastmi's tested range; which back-end `backend="auto"` takes for float32 inputs on

@@ -29,7 +29,7 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
             fastmi.unit_mi (differentiable with soft=True); "ksg", the Kraskov-Stoegbauer-Grassberger
             kNN estimator (the least biased at low intrinsic dimension); "gcmi", Gaussian-copula MI
             (exact for Gaussian copulas at any dimension); "auto", KSG or GCMI chosen from the data
-            (the most accurate on the ground-truth suite: README, "Which estimator?"). Formulas:
+            (the most accurate on the ground-truth suite: docs/which-estimator.md). Formulas:
             docs/design.md.
         units: "nats" or "bits".
         backend: "auto" (Triton kernels for CUDA tensors, torch on CPU), "triton" or "torch".
@@ -38,20 +38,21 @@ def layer_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finit
         group: a torch.distributed process group: a and b are this rank's rows, and the estimate
             (the same on every rank) is over the global batch; each rank's gradient is the global
             estimate's gradient for its own rows. Not for "ksg".
-        **options: the estimator's own (an unknown one is a TypeError that lists them):
-            kde: sigma="standardized_median" (a positive float in the data's units; a rule
-                "standardized_median" — a quarter of the median distance between standardised rows;
-                "median" is its old spelling, with a FutureWarning —, "silverman", "scott", applied after
-                per-column standardisation; a callable rule(n, d, z) returning a factor in standard
-                deviations; or a pair of those for (a, b); fastmi.bandwidth.kde_sigma),
-                divergence="kl" | "bhattacharyya" (the pairwise divergence between kernels:
-                exp(-d^2 / 2 sigma^2) or exp(-d^2 / 8 sigma^2)),
-                loo=False (leave the self term out of every kernel sum).
-            binned: bins=30, range=None ((lo, hi) for every unit; default the layer's min/max).
-            unit: bins=16, soft=False, range=None (default each unit's own min/max).
-            ksg: k=3 (nearest neighbours, 1 <= k < N; columns scaled to unit variance first).
-            gcmi: bias_correction=True (subtract the analytic bias of the Gaussian estimate).
-            auto: k=3 (KSG's, where KSG is chosen).
+        **options: the estimator's own (an unknown one is a TypeError that lists them).
+
+            - kde: sigma="standardized_median" (a positive float in the data's units; a rule
+              "standardized_median" — a quarter of the median distance between standardised rows;
+              "median" is its old spelling, with a FutureWarning —, "silverman", "scott", applied after
+              per-column standardisation; a callable rule(n, d, z) returning a factor in standard
+              deviations; or a pair of those for (a, b); fastmi.bandwidth.kde_sigma),
+              divergence="kl" | "bhattacharyya" (the pairwise divergence between kernels:
+              exp(-d^2 / 2 sigma^2) or exp(-d^2 / 8 sigma^2)),
+              loo=False (leave the self term out of every kernel sum).
+            - binned: bins=30, range=None ((lo, hi) for every unit; default the layer's min/max).
+            - unit: bins=16, soft=False, range=None (default each unit's own min/max).
+            - ksg: k=3 (nearest neighbours, 1 <= k < N; columns scaled to unit variance first).
+            - gcmi: bias_correction=True (subtract the analytic bias of the Gaussian estimate).
+            - auto: k=3 (KSG's, where KSG is chosen).
 
     Returns:
         0-d tensor, float64 for float64 inputs and float32 otherwise; differentiable with respect
@@ -66,7 +67,7 @@ POINTWISE = ("kde", "ksg")  # the estimators whose estimate is the mean of per-r
 
 
 def pointwise_mi(a, b, *, estimator="kde", units="nats", backend="auto", check_finite=True, **options):
-    """(N,) per-row terms whose mean is layer_mi(a, b, estimator=..., **options) to rounding: a decomposition
+    """(N,) per-row terms whose mean is ``layer_mi(a, b, estimator=..., **options)`` to rounding: a decomposition
     of the estimate (which rows carry the dependence), permutation-equivariant.
 
     "kde": ln J_i - ln S^a_i - ln S^b_i + ln N (J, S: the joint and marginal kernel sums of row i; ln (N - 1)
@@ -148,7 +149,7 @@ def one_hot_labels(ids, dtype, shard):
 
 def chain_mi(activations, *, units="nats", backend="auto", check_finite=True, group=None, **kde_options):
     """KDE MI of every successive pair of L layers: a 1-d tensor (L - 1,) equal to
-    [layer_mi(activations[m], activations[m + 1], **kde_options) for m in range(L - 1)], differentiable.
+    ``[layer_mi(activations[m], activations[m + 1], **kde_options) for m in range(L - 1)]``, differentiable.
 
     Each layer's work is done once per call: its operand (centring, bandwidth, scale), its kernel
     blocks (shared by the two pairs it belongs to) and, in the backward, one weighted sum per layer.

@@ -16,7 +16,7 @@ The default, "standardized_median" (before: "median", still accepted with a Futu
 of the median distance between standardised rows: of the
 fractions 1, 1/2, 1/3, 1/4, 1/6, 1/8 and the Silverman and Scott rules, it had the smallest mean
 absolute error on the ground-truth tasks of bench/accuracy.py, and unlike Silverman and Scott it does
-not saturate on wide layers of low intrinsic dimension (table in README.md).
+not saturate on wide layers of low intrinsic dimension (table in docs/estimators.md).
 """
 import math
 

@@ -21,7 +21,7 @@ from .inputs import choice
 
 def mi_matrix(layers, *, estimator="kde", units="nats", backend="auto", check_finite=True, group=None, **options):
     """(L, L) MI between every pair of `layers` (a list of L >= 2 tensors (N, ...) with paired rows): entry
-    (i, j) equals layer_mi(layers[i], layers[j], estimator=..., **options) to rounding (symmetric), the
+    (i, j) equals ``layer_mi(layers[i], layers[j], estimator=..., **options)`` to rounding (symmetric), the
     diagonal NaN. Differentiable with the KDE (mask the diagonal before summing). Options as layer_mi's."""
     if not isinstance(layers, (list, tuple)) or len(layers) < 2:
         raise ValueError(f"mi_matrix takes a list of at least 2 layers, got {type(layers).__name__}"

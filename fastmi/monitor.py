@@ -92,8 +92,8 @@ def term_label(measure, pairs, k):
 def information_plane_point(x, layers, labels, **layer_mi_kwargs):
     """One epoch's information-plane coordinates: ([I(X; T_k)], [I(T_k; Y)]) for each layer output T_k.
 
-    Defaults to estimator="auto" (README's recommendation). Integer class ids (N,) as labels are read as
-    such by every estimator: "kde" through fastmi.label_mi (Saxe et al.'s class-conditional KDE), "ksg"
+    Defaults to estimator="auto" (docs/which-estimator.md's recommendation). Integer class ids (N,) as labels are
+    read as such by every estimator: "kde" through fastmi.label_mi (Saxe et al.'s class-conditional KDE), "ksg"
     Ross's estimator, "gcmi" the class-conditional Gaussian form, "auto" the plug-in or Ross's (at most
     H(Y)), "binned" the plug-in over bin patterns; "unit" (per-unit histograms) refuses them by name.
     estimator="binned" gives Shwartz-Ziv & Tishby's binned plane, which saturates at (ln N, H(Y)) wherever

@@ -58,8 +58,8 @@ class Regularizer:
         layers: None (every Linear / Conv layer), or a list of submodule names or modules; at least two
             for pairs="successive", one otherwise.
         weight: the loss weight.
-        estimator, **estimator_kwargs: "hsic" with the options of fastmi.hsic (sigma=, unbiased=,
-            group=, ...), or an estimator of fastmi.layer_mi with its options (e.g. sigma=,
+        estimator: with its options (the keyword arguments after it): "hsic" with those of fastmi.hsic (sigma=,
+            unbiased=, group=, ...), or an estimator of fastmi.layer_mi with its options (e.g. sigma=,
             divergence=, backend=, and group= for the global-batch estimate under torch.distributed);
             the KDE's successive terms go through fastmi.chain_mi (every layer's work once per step).
             A pair of sigma specs applies to each term's operands in the order written above, except for
@@ -96,7 +96,7 @@ class Regularizer:
 
     Maximising a KDE MI with a rule bandwidth (the default) has degenerate optima: points pushed into
     tight clusters relative to the median distance, the estimate approaching its ceiling ln N. Large
-    weights get there (measured: README, "Does enforcing MI between layers speed training?"); the
+    weights get there (measured: docs/regularizer.md, "Does enforcing MI between layers speed training?"); the
     saturation RuntimeWarning of layer_mi then fires during training.
     """
 

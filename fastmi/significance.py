@@ -47,7 +47,7 @@ def mi_test(a, b, *, estimator="auto", permutations=200, seed=0, units="nats", b
 
     Args:
         a, b: as for layer_mi (N >= 3 paired rows; inputs are checked for NaN/Inf).
-        estimator: any of layer_mi's; "auto" (default, README's recommendation) chooses once, on the
+        estimator: any of layer_mi's; "auto" (default, docs/which-estimator.md's recommendation) chooses once, on the
             unpermuted data, and computes every surrogate by that rule. Shared between the
             permutations: "ksg" its marginal search trees, "kde" its two kernel matrices (and the
             data's bandwidth), "gcmi" the sides' whitened normal scores. options: the estimator's

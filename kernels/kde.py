@@ -188,7 +188,7 @@ def _kde_bwd_kernel(X, XL, Y, YL, NX, NY, F, GX, GY, N, NP, row_start, row_stop,
 
 # ----------------------------------------------------------------------------------- launchers
 
-# Tiles (static report, README "Static GPU report"): the forward's 64 x 32 pairs at 4 warps, and the
+# Tiles (static report, docs/benchmarks.md, "Static GPU report"): the forward's 64 x 32 pairs at 4 warps, and the
 # backward's 64 x 32 at 8 warps (fp16/bf16) or 64 x 16 at 4 warps (fp32, whose MMA operands come in
 # two parts), keep every variant free of spills, the forward at 3-5 programs per SM, on every triton of
 # the tested range (3.4-3.9: each ships its own ptxas). The fp16/bf16 forward is not software-pipelined:

@@ -11,8 +11,8 @@ from triton.compiler.errors import CompilationError
 
 from . import KernelUnavailable
 
-# The triton releases every kernel variant is compiled (sm_80, sm_90) and tested with (README,
-# "Supported triton"): 3.4 is what torch 2.8 pins, 3.9 what torch 2.15 pins. triton 3.2's compiler aborts
+# The triton releases every kernel variant is compiled (sm_80, sm_90) and tested with (docs/distributed.md,
+# "Supported torch and triton"): 3.4 is what torch 2.8 pins, 3.9 what torch 2.15 pins. triton 3.2's compiler aborts
 # the process (a C++ assertion, which no safety net can catch) on the backward kernels for sm_90, so
 # below the floor fastmi does not launch its kernels at all.
 TESTED_TRITON = ((3, 4), (3, 9))

@@ -11,7 +11,7 @@ import triton.language as tl
 from .launch import check_matrix, check_same_rows, launch, wide
 
 ALIGN = 16  # elements: each layer's first column and every row stride are multiples of this
-# The backward's tiles (static report, README "Static GPU report"): 64 x 32 pairs at 8 warps (fp16/bf16) or
+# The backward's tiles (static report, docs/benchmarks.md, "Static GPU report"): 64 x 32 pairs at 8 warps (fp16/bf16) or
 # 64 x 16 at 4 warps (fp32, whose MMA operands come in two parts), one stage.
 BWD = dict(BM=64, num_stages=1)
 

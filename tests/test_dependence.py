@@ -117,7 +117,7 @@ def test_unbiased_hsic_is_zero_on_average_for_independent_data():
     biased = [float(fastmi.hsic(torch.randn(60, 2, generator=g, dtype=torch.float64),
                                 torch.randn(60, 2, generator=g, dtype=torch.float64))) for _ in range(10)]
     assert abs(np.mean(values)) < 3 * np.std(values) / math.sqrt(40) and min(biased) > 0
-    assert min(values) < 0  # README: unbiased HSIC and CKA can be negative
+    assert min(values) < 0  # docs/measures.md: unbiased HSIC and CKA can be negative
     a, b = torch.randn(60, 2, generator=g, dtype=torch.float64), torch.randn(60, 2, generator=g, dtype=torch.float64)
     assert np.sign(float(fastmi.cka(a, b, unbiased=True))) == np.sign(float(fastmi.hsic(a, b, unbiased=True)))
 
@@ -393,7 +393,7 @@ def test_columns_are_centred_on_the_mean_unless_an_outlier_drags_it(n):
 def test_float32_keeps_its_accuracy_with_one_outlier(backend, outlier):
     """The first-day case: one row at 1e7 in an N = 500 column took float32 HSIC to -91% of float64 (the
     mean centring put every other row far from 0, and the Gram-matrix distances lost them). Centred on
-    the column's median there, every measure and the KDE stay within README's float32 tolerance."""
+    the column's median there, every measure and the KDE stay within docs/measures.md's float32 tolerance."""
     g = torch.Generator().manual_seed(11)
     a = torch.randn(300, 1, generator=g, dtype=torch.float64)
     b = a + 0.5 * torch.randn(300, 1, generator=g, dtype=torch.float64)

@@ -1,5 +1,5 @@
 """estimator="auto": the estimator that suits the data, chosen per call (docs/design.md, "auto"; measured on
-the ground-truth suite: README, "Which estimator?"). In order:
+the ground-truth suite: docs/which-estimator.md). In order:
 
 1. Discrete sides. A side is discrete when it has at most sqrt(N) distinct rows, or when its entries
    are integers (class ids, one-hot rows, counts) and its distinct rows repeat more than k times on
@@ -36,7 +36,7 @@ from .base import entropy, estimate_and_null
 from .gcmi import GCMI, normal_scores, whitened
 
 TIE_JITTER = 1e-10  # KSG's jitter= where a column repeats values but no row has k duplicates (quantised data)
-MAX_KSG_DIMENSION = 6.0  # measured: README, "Which estimator?" (flat between 5 and 6 at N = 1000, 2000, 4000)
+MAX_KSG_DIMENSION = 6.0  # measured: docs/which-estimator.md (flat between 5 and 6 at N = 1000, 2000, 4000)
 NEIGHBOURS = 10  # K of the intrinsic-dimension estimate
 QUERY_ROWS = 512  # rows whose neighbours estimate it (each against all N rows)
 

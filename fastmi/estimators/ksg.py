@@ -36,8 +36,8 @@ from .base import Estimator, class_side, entropy, estimate_and_null, permuted_b
 ORDER_TILE = 64  # rows per k-d leaf and per tile of the pruning boxes (the torch tile walk)
 TRITON_TILE = 32  # the same for the Triton kernels: float64 64 x 64 tiles spill (static GPU report), 32 x 32 do not
 TORCH_ROW_TILES = 2  # the torch path works on 2 leaves (128 rows) at a time
-# CPU crossover, measured (README, "KSG"): scipy's cKDTree is faster than the tiles up to this joint
-# dimension Da + Db at N rows; in between and beyond, linear in log N.
+# CPU crossover, measured (docs/estimators.md, "kNN estimator"): scipy's cKDTree is faster than the tiles up to
+# this joint dimension Da + Db at N rows; in between and beyond, linear in log N.
 TREE_CROSSOVER = ((200, 4), (2_000, 7), (20_000, 13), (100_000, 20))
 # mi_test on the tile path keeps both sides' N x N distances, their sorted copies and a joint matrix (with
 # kthvalue's copy: NULL_COPIES matrices of float64) up to NULL_BYTES: N <= 2364

@@ -8,6 +8,7 @@ them by name.
 """
 from .dependence import MinibatchCKA, cka, cka_matrix, distance_correlation, hsic, hsic_terms
 
+#: name -> the measure's function (each declares differentiable, supports_group, compiles).
 MEASURES = {"hsic": hsic, "cka": cka, "distance_correlation": distance_correlation}
 
 __all__ = ["MEASURES", "MinibatchCKA", "cka", "cka_matrix", "distance_correlation", "hsic", "hsic_terms"]

@@ -122,7 +122,8 @@ class MinibatchCKA:
 
     Batches need N >= 4 rows; every batch has the same L layers. With kernel="rbf" and sigma="median" each
     batch takes its own median bandwidth (pass a float, or one per layer, for one kernel throughout).
-    Detached (a measurement)."""
+    Detached (a measurement). For two layers, fastmi.metrics.CKA supersedes it (torchmetrics: reset, the
+    state dict, DDP synchronisation); this class stays for L layers at once."""
 
     def __init__(self, *, kernel="linear", sigma="median", backend="auto", check_finite=True):
         self.kernel, self.sigma = choice(kernel, "kernel", CKA_KERNELS), sigma
@@ -136,9 +137,7 @@ class MinibatchCKA:
         if not isinstance(activations, (list, tuple)) or not activations:
             raise TypeError("activations must be a non-empty list or tuple of tensors, got "
                             f"{type(activations).__name__}")
-        names = [f"activations[{m}]" for m in range(len(activations))]
-        batch = _inputs(list(zip(names, activations)), self.check_finite, True, None, self.backend)
-        hsics = _hsic_matrix(batch, self.kernel, self.sigma, True)
+        hsics = unbiased_hsic_matrix(activations, self.kernel, self.sigma, self.backend, self.check_finite)
         if self.total is not None and self.total.shape != hsics.shape:
             raise ValueError(f"every batch must have the same layers: {self.total.shape[0]} before, "
                              f"{len(activations)} now")
@@ -149,13 +148,26 @@ class MinibatchCKA:
         """(L, L) float64 CKA of the batches so far."""
         if self.total is None:
             raise RuntimeError("MinibatchCKA.value() before any update()")
-        mean = self.total / self.batches
-        empty = mean.diagonal() <= 0
-        if bool(empty.any()):
-            warn_user(f"MinibatchCKA: layers {empty.nonzero().flatten().tolist()} have no variance (constant, or too "
-                      "few rows per batch for the unbiased HSIC): CKA with them is NaN")
-        scale = mean.diagonal().clamp_min(0).sqrt()
-        return (mean / (scale[:, None] * scale[None, :])).masked_fill(empty[:, None] | empty[None, :], math.nan)
+        return cka_of_mean_hsic(self.total / self.batches, "MinibatchCKA")
+
+
+def unbiased_hsic_matrix(activations, kernel, sigma, backend, check_finite):
+    """(L, L) float64 unbiased HSIC (Song et al. 2012) of every pair of one batch's L layers (N >= 4 rows),
+    detached: the per-batch term of minibatch CKA (MinibatchCKA, fastmi.metrics)."""
+    names = [f"activations[{m}]" for m in range(len(activations))]
+    with torch.no_grad():
+        batch = _inputs(list(zip(names, activations)), check_finite, True, None, backend)
+        return _hsic_matrix(batch, kernel, sigma, True)
+
+
+def cka_of_mean_hsic(mean, who):
+    """(L, L) CKA of batch-averaged unbiased HSICs (L, L): NaN, with a warning, for a layer without variance."""
+    empty = mean.diagonal() <= 0
+    if bool(empty.any()):
+        warn_user(f"{who}: layers {empty.nonzero().flatten().tolist()} have no variance (constant, or too "
+                  "few rows per batch for the unbiased HSIC): CKA with them is NaN")
+    scale = mean.diagonal().clamp_min(0).sqrt()
+    return (mean / (scale[:, None] * scale[None, :])).masked_fill(empty[:, None] | empty[None, :], math.nan)
 
 
 def _cka(named, kernel, sigma, unbiased, backend, check_finite, group):
