@@ -26,6 +26,7 @@ def report():
              f"torch {torch.__version__} (CUDA {torch.version.cuda}, ROCm {getattr(torch.version, 'hip', None)}), "
              f"numpy {numpy.__version__}"]
     lines.append(_triton_line(kernels))
+    lines.append(_triton_packages_line(triton_distributions(), torch.version.hip))
     device = torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     lines.append(_device_line(device))
     lines.append(f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '0')}")
@@ -55,6 +56,33 @@ def _triton_line(kernels):
     return f"triton {triton.__version__}: {verdict} ({tested})"
 
 
+def triton_distributions():
+    """'name version' of every installed distribution that ships the `triton` package: the CUDA wheel
+    (triton) and a ROCm torch's (pytorch-triton-rocm) install into the same folder."""
+    from importlib import metadata
+    found = []
+    for dist in metadata.distributions():
+        top = (dist.read_text("top_level.txt") or "").split()
+        names = top or {file.parts[0] for file in dist.files or [] if file.parts}
+        if "triton" in names:
+            found.append(f"{dist.metadata['Name']} {dist.version}")
+    return sorted(found)
+
+
+def _triton_packages_line(found, hip):
+    """Which distributions provide `import triton`, and a warning where two do (one overwrote the other's
+    files) or where a ROCm torch has the CUDA wheel beside its own."""
+    line = f"triton packages: {', '.join(found) or 'none'}"
+    names = {entry.split()[0].lower() for entry in found}
+    if len(found) > 1:
+        line += (" -- WARNING: more than one distribution installs `triton` into the same folder, so the one "
+                 "imported is whichever installed last; keep only the one your torch requires")
+    elif hip and "triton" in names:
+        line += (" -- WARNING: a ROCm torch runs on its own triton (pytorch-triton-rocm); the `triton` wheel is "
+                 "CUDA's: reinstall torch's, and fastmi with pip install --no-deps")
+    return line
+
+
 def _device_line(device):
     import torch
     if device.type != "cuda":
@@ -68,15 +96,18 @@ def _device_line(device):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastmi", description=__doc__.split("\n")[0])
     parser.add_argument("--compile", action="store_true", help="also compile every kernel variant for sm_90 and "
-                        "sm_80 (fastmi.kernels.compile_check; minutes)")
+                        "sm_80, or gfx90a, gfx942 and gfx950 under a ROCm torch (fastmi.kernels.compile_check; "
+                        "minutes)")
     args = parser.parse_args(argv)
     print("\n".join(report()))
     if args.compile:
+        import torch
+
         from fastmi.kernels import AVAILABLE
         if not AVAILABLE:
             sys.exit("--compile needs triton")
         from fastmi.kernels.compile_check import main as compile_check
-        compile_check([])
+        compile_check(["--targets", "hip" if torch.version.hip else "cuda"])
 
 
 if __name__ == "__main__":

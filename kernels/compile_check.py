@@ -5,11 +5,14 @@ and still fail to compile (types of loop-carried values, constexpr rules, layout
 module's compile_examples() runs on small CPU tensors with kernel launches intercepted; each
 intercepted launch goes through Triton's own JIT up to its compiler call (so it is specialised as on
 a GPU: argument types, 16-divisible pointers and integers, constexprs, options, in every triton of
-the tested range), then compiled with triton.compile for the targets below (Hopper and Ampere), each
-in a process of its own (an abort in Triton's C++ fails one variant); nothing is executed.
-tests/test_kernels_compile.py runs it with the installed triton, .ci/triton_matrix.sh with the others.
+the tested range), then compiled with triton.compile for the targets below (NVIDIA Hopper and Ampere;
+with --targets hip or all, AMD CDNA2/3/4: the launchers then specialise as on ROCm, fp32 products as
+IEEE dots, kernels/tiles.py fp32_split), each in a process of its own (an abort in Triton's C++ fails one
+variant); nothing is executed. tests/test_kernels_compile.py runs it with the installed triton,
+.ci/triton_matrix.sh with the others.
 
     python -m fastmi.kernels.compile_check                    (TRITON_INTERPRET must be unset or 0)
+    python -m fastmi.kernels.compile_check --targets all      NVIDIA and AMD targets
     python -m fastmi.kernels.compile_check --report PATH      also the static GPU report (static_report.py)
     python -m fastmi.kernels.compile_check --report PATH --strict     and fail where a variant spills
 """
@@ -20,7 +23,9 @@ import pickle
 import sys
 from dataclasses import dataclass
 
-TARGETS = ((90, "H100"), (80, "A100"))
+TARGETS = ((90, "H100"), (80, "A100"))  # NVIDIA: compute capability, a GPU of it
+HIP_TARGETS = (("gfx90a", "MI200"), ("gfx942", "MI300"), ("gfx950", "MI350"))  # AMD: the arch, a GPU of it
+GPUS = {**dict(TARGETS), **dict(HIP_TARGETS)}
 
 
 @dataclass
@@ -31,6 +36,7 @@ class Launch:
     source: object  # triton.compiler.ASTSource
     constexprs: dict  # name -> value, for labels and the static report
     options: dict  # num_warps, num_stages, ...
+    vendor: str = "cuda"  # what the launchers specialised for: "cuda" or "hip"
 
     @property
     def signature(self):
@@ -39,7 +45,8 @@ class Launch:
     def label(self, arch):
         pointers = [kind for kind in self.signature.values() if kind.startswith("*")]
         dtype = pointers[0][1:] if pointers else ""
-        return f"{self.kernel.__name__} {dtype} {self.constexprs} sm_{arch} ({dict(TARGETS)[arch]})"
+        name = arch if isinstance(arch, str) else f"sm_{arch}"
+        return f"{self.kernel.__name__} {dtype} {self.constexprs} {name} ({GPUS[arch]})"
 
 
 class _Recorded(Exception):
@@ -124,20 +131,23 @@ def record_launches(run_launchers):
     return list(launches.values())
 
 
-def run_launchers():
+def run_launchers(vendor="cuda"):
     """Every kernel module's compile_examples(): the launches that select all its variants, with any
-    triton (the tested range is what this tool checks)."""
+    triton (the tested range is what this tool checks), specialised for vendor ("cuda" or "hip")."""
     from fastmi import kernels
-    with kernels.launch.any_triton():
+    from fastmi.kernels import tiles
+    with kernels.launch.any_triton(), tiles.launches_for(vendor):
         for name in kernels.MODULES:
             getattr(kernels, name).compile_examples()
 
 
 def compile_launch(launch, arch):
-    """The CompiledKernel (PTX, cubin, metadata) of one launch for sm_<arch>."""
+    """The CompiledKernel (PTX and cubin, or AMDGCN and hsaco; metadata) of one launch for sm_<arch> or an
+    AMD gfx arch."""
     import triton
     from triton.backends.compiler import GPUTarget
-    return triton.compile(launch.source, target=GPUTarget("cuda", arch, 32), options=launch.options)
+    target = GPUTarget("hip", arch, 64) if isinstance(arch, str) else GPUTarget("cuda", arch, 32)
+    return triton.compile(launch.source, target=target, options=launch.options)
 
 
 _LAUNCHES = []  # set before the worker processes fork: they inherit it instead of unpickling kernels
@@ -149,12 +159,13 @@ def _compile_job(job):
     launch = _LAUNCHES[index]
     try:
         compiled = compile_launch(launch, arch)
-        if not compiled.asm.get("cubin"):
-            raise RuntimeError("no cubin")
+        binary = "hsaco" if isinstance(arch, str) else "cubin"
+        if not compiled.asm.get(binary):
+            raise RuntimeError(f"no {binary}")
         entry = None
         if report:
-            from .static_report import analyse
-            entry = analyse(launch, arch, compiled)
+            from .static_report import analyse, analyse_amd
+            entry = analyse_amd(launch, arch, compiled) if isinstance(arch, str) else analyse(launch, arch, compiled)
         return launch.label(arch), None, entry
     except Exception as error:  # report every kernel, then fail
         return launch.label(arch), f"{type(error).__name__}: {error}".splitlines()[0], None
@@ -180,10 +191,16 @@ def _isolated_compile_job(job):
     return _LAUNCHES[index].label(arch), "the compiler crashed (Triton's C++ aborted the process)", None
 
 
-def compile_all(report=False, jobs=None):
-    """[(label, error or None, report entry or None)] for every launch and target, in jobs processes."""
-    _LAUNCHES[:] = record_launches(run_launchers)
-    work = [(index, arch, report) for index in range(len(_LAUNCHES)) for arch, _ in TARGETS]
+def compile_all(report=False, jobs=None, targets="cuda"):
+    """[(label, error or None, report entry or None)] for every launch and target ("cuda", "hip" or "all"),
+    in jobs processes."""
+    vendors = {"cuda": ["cuda"], "hip": ["hip"], "all": ["cuda", "hip"]}[targets]
+    _LAUNCHES[:] = []
+    for vendor in vendors:
+        found = record_launches(lambda: run_launchers(vendor))
+        _LAUNCHES.extend(Launch(one.kernel, one.source, one.constexprs, one.options, vendor) for one in found)
+    arches = {"cuda": [arch for arch, _ in TARGETS], "hip": [arch for arch, _ in HIP_TARGETS]}
+    work = [(index, arch, report) for index, launch in enumerate(_LAUNCHES) for arch in arches[launch.vendor]]
     jobs = jobs or min(os.cpu_count() or 1, 8)
     if jobs == 1:
         return [_isolated_compile_job(job) for job in work]
@@ -198,23 +215,30 @@ def main(argv=None):
     parser.add_argument("--strict", action="store_true", help="with --report: also fail where a variant spills "
                         "registers beyond static_report.SPILL_ALLOWANCE")
     parser.add_argument("--jobs", type=int, default=None, help="compiling processes (default: one per CPU, at most 8)")
+    parser.add_argument("--targets", choices=["cuda", "hip", "all"], default="cuda",
+                        help="cuda: sm_90, sm_80 (default); hip: gfx90a, gfx942, gfx950; all: both")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         sys.exit("compile_check: unset TRITON_INTERPRET (the interpreter compiles nothing)")
-    results = compile_all(report=bool(args.report), jobs=args.jobs)
+    results = compile_all(report=bool(args.report), jobs=args.jobs, targets=args.targets)
     failures = [label for label, error, _ in results if error]
     for label, error, _ in results:
         print("FAIL" if error else "ok  ", label, *([error] if error else []))
     import triton
     print(f"{len(results) - len(failures)} compiled, {len(failures)} failed (triton {triton.__version__})")
     if args.report and not failures:
-        from .static_report import unexpected_spills, write_report
-        entries = [entry for _, _, entry in results]
-        print(write_report(entries, args.report))
+        from .static_report import amd_spills, unexpected_spills, write_report
+        entries = [entry for _, _, entry in results if entry["arch"].startswith("sm_")]
+        amd = [entry for _, _, entry in results if entry["arch"].startswith("gfx")]
+        if not entries:
+            sys.exit("compile_check: --report needs the NVIDIA targets (--targets cuda or all)")
+        print(write_report(entries, args.report, amd))
         spills = unexpected_spills(entries)
         for name, arch, stores, loads in spills:
             print(f"SPILL {name} {arch}: {stores} bytes stored, {loads} loaded per thread")
-        failures += spills if args.strict else []
+        for name, arch, vgprs, scratch in amd_spills(amd):
+            print(f"SPILL {name} {arch}: {vgprs} VGPRs spilled, {scratch} bytes of scratch")
+        failures += (spills + amd_spills(amd)) if args.strict else []
     if failures:
         sys.exit(1)
 

@@ -30,6 +30,7 @@ from .tiles import (
     column_splits,
     exponent_tile,
     feature_block,
+    fp32_split,
     grad_accumulators,
     indices,
     layer_operand,
@@ -157,7 +158,7 @@ def row_sums(x, y, distance, rows=None, splits=None, wide_offsets=None):
     launch(_gram_fwd_kernel, grid, *mma_operands(x), *mma_operands(y), norms_x, norms_y, out, n, start, stop,
            x.shape[1], y.shape[1], x.stride(0), y.stride(0), cols_per_split, DISTANCE=distance,
            BKX=feature_block(x.shape[1], x.dtype), BKY=feature_block(y.shape[1], y.dtype),
-           SPLIT=x.dtype == torch.float32, WIDE=wide_offsets, **FWD)
+           SPLIT=fp32_split(x.dtype), WIDE=wide_offsets, **FWD)
     return out.sum(1)
 
 

@@ -36,6 +36,7 @@ from .tiles import (
     column_splits,
     exponent_tile,
     feature_block,
+    fp32_split,
     grad_accumulators,
     indices,
     mma_operands,
@@ -213,7 +214,7 @@ def _chain_launch(x, offsets, loo, rows, splits, wide_offsets):
     block = feature_block(max(hi - lo for lo, hi in zip(offsets[:-1], offsets[1:])), x.dtype)
     ends = offsets[1:] + [offsets[-1]] * (MAX_LAYERS - layers)
     launch(_kde_chain_fwd_kernel, grid, *mma_operands(x), norms, partial, n, norms.shape[1], layers, *ends, start,
-           stop, x.stride(0), cols_per_split, LOO=loo, BK=block, SLOTS=SLOTS, SPLIT=x.dtype == torch.float32,
+           stop, x.stride(0), cols_per_split, LOO=loo, BK=block, SLOTS=SLOTS, SPLIT=fp32_split(x.dtype),
            WIDE=wide_offsets, num_stages=_forward_stages(x.dtype), **FWD)
     return torch.logsumexp(partial, dim=1) if n_splits > 1 else partial[:, 0]
 

@@ -276,6 +276,36 @@ def analyse(launch, arch, compiled):
     return entry
 
 
+# AMD (no disassembler here): the kernel descriptor's register, spill and scratch counts that the AMDGCN's
+# metadata notes carry, and the LDS bytes of Triton's metadata.
+AMD_NOTES = dict(vgprs="vgpr_count", agprs="agpr_count", sgprs="sgpr_count", vgpr_spills="vgpr_spill_count",
+                 sgpr_spills="sgpr_spill_count", scratch="private_segment_fixed_size")
+AMD_RESOURCES = (*AMD_NOTES, "lds")
+
+
+def analyse_amd(launch, arch, compiled):
+    """The report entry of one variant compiled for an AMD arch (JSON-ready): AMD_RESOURCES."""
+    text = compiled.asm["amdgcn"]
+    resources = {}
+    for name, note in AMD_NOTES.items():
+        found = re.search(rf"\.{note}:\s*(\d+)", text)
+        if found is None:
+            raise ValueError(f"{launch.kernel.__name__} {arch}: no .{note} in the AMDGCN metadata")
+        resources[name] = int(found.group(1))
+    resources["lds"] = compiled.metadata.shared
+    return dict(kernel=launch.kernel.__name__, arch=arch, dtype=_dtype(launch), num_warps=compiled.metadata.num_warps,
+                constexprs={name: value if isinstance(value, (int, float, str, type(None))) else str(value)
+                            for name, value in launch.constexprs.items()}, resources=resources)
+
+
+def amd_spills(entries):
+    """[(variant, arch, VGPR spills, scratch bytes)] of the AMD entries that spill to memory (VGPRs to
+    scratch). SGPR spills are not counted: the compiler parks them in VGPR lanes (v_writelane), no memory
+    traffic; the table shows them (unit_mi: 5-22 SGPRs, with triton 3.9)."""
+    return [(_name(e), e["arch"], e["resources"]["vgpr_spills"], e["resources"]["scratch"]) for e in entries
+            if e["resources"]["vgpr_spills"] or e["resources"]["scratch"]]
+
+
 SCHEMA = dict(kernel=str, arch=str, dtype=(str, type(None)), num_warps=int, constexprs=dict, resources=dict,
               loops=dict, prediction=(dict, type(None)))
 RESOURCES = ("registers", "stack", "spill_stores", "spill_loads", "shared", "programs_per_sm")
@@ -298,9 +328,17 @@ def _check_entry(entry):
 
 def check_schema(report):
     """Raise ValueError where a report (the parsed JSON) lacks a field or has one of the wrong type.
-    {"model": {...}, "variants": [entry, ...], optionally "before": {"source": str, "variants": [...]}}."""
-    if not {"model", "variants"} <= set(report) <= {"model", "variants", "before"} or not report["variants"]:
-        raise ValueError("a report is {'model', 'variants', optionally 'before'} with at least one variant")
+    {"model": {...}, "variants": [entry, ...], optionally "before": {"source": str, "variants": [...]} and
+    "amd_variants": [AMD entry, ...]}."""
+    if not {"model", "variants"} <= set(report) <= {"model", "variants", "before", "amd_variants"} \
+            or not report["variants"]:
+        raise ValueError("a report is {'model', 'variants', optionally 'before', 'amd_variants'} with at least one "
+                         "variant")
+    for entry in report.get("amd_variants", []):
+        missing = [name for name in AMD_RESOURCES if not isinstance(entry.get("resources", {}).get(name), int)]
+        if missing or not entry.get("arch", "").startswith("gfx"):
+            raise ValueError(f"{entry.get('kernel')} {entry.get('arch')}: an AMD entry without "
+                             f"{missing or 'a gfx arch'}")
     before = report.get("before", {"source": "", "variants": []})
     if not isinstance(before.get("source"), str) or not isinstance(before.get("variants"), list):
         raise ValueError("'before' is {'source': str, 'variants': [...]}")
@@ -363,6 +401,23 @@ def markdown(entries):
     return "\n".join(lines)
 
 
+def markdown_amd(entries):
+    """One row per variant: each AMD arch's VGPRs (+ AGPRs), SGPRs, spills, scratch and LDS."""
+    archs = list(dict.fromkeys(e["arch"] for e in entries))
+    lines = [f"| variant | warps | VGPRs + AGPRs ({' / '.join(archs)}) | SGPRs | VGPR/SGPR spills | scratch B "
+             "| LDS KB |", "|" + "---|" * 7]
+    for name, by_arch in _pair(entries).items():
+        first = next(iter(by_arch.values()))
+
+        def cells(value):
+            return " / ".join(str(value(by_arch[a]["resources"])) if a in by_arch else "-" for a in archs)
+        lines.append("| " + " | ".join([name, str(first["num_warps"]), cells(lambda r: f"{r['vgprs']}+{r['agprs']}"),
+                                        cells(lambda r: r["sgprs"]),
+                                        cells(lambda r: f"{r['vgpr_spills']}/{r['sgpr_spills']}"),
+                                        cells(lambda r: r["scratch"]), cells(lambda r: r["lds"] // 1024)]) + " |")
+    return "\n".join(lines)
+
+
 def before_after(before, after):
     """Table of the sm_90 resources and counts of the KDE kernels before and after, one row per dtype and loo."""
     def key(entry):
@@ -399,9 +454,9 @@ def before_after(before, after):
     return "\n".join(lines)
 
 
-def write_report(entries, path):
-    """Write the JSON report to path (keeping the "before" section a report already there has); return
-    its markdown tables."""
+def write_report(entries, path, amd_entries=()):
+    """Write the JSON report to path (keeping the "before" section a report already there has, and its AMD
+    entries unless new ones are given); return its markdown tables."""
     path = Path(path)
     import triton
     report = dict(model=dict(gpu="H100 SXM", **H100, triton=triton.__version__,
@@ -409,11 +464,16 @@ def write_report(entries, path):
                              main_loop="outermost loop with the most instructions, nested loops counted once"),
                   variants=entries)
     if path.exists():
-        report.update({k: v for k, v in json.loads(path.read_text()).items() if k == "before"})
+        kept = ("before",) if amd_entries else ("before", "amd_variants")
+        report.update({k: v for k, v in json.loads(path.read_text()).items() if k in kept})
+    if amd_entries:
+        report["amd_variants"] = list(amd_entries)
     check_schema(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1) + "\n")
     tables = [markdown(entries)]
     if "before" in report:
         tables.append(before_after(report["before"]["variants"], entries))
+    if report.get("amd_variants"):
+        tables.append(markdown_amd(report["amd_variants"]))
     return "\n\n".join(tables)

@@ -4,6 +4,8 @@ operands, one MMA for fp16/bf16), the backward's weighted sums G_k = sum_j W_kj 
 launchers' operand preparation (aligned layers, tf32 hi/lo parts, padded norms), row ranges and column
 splits. The math: docs/design.md, "The KDE estimator".
 """
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -14,6 +16,28 @@ ALIGN = 16  # elements: each layer's first column and every row stride are multi
 # The backward's tiles (static report, docs/benchmarks.md, "Static GPU report"): 64 x 32 pairs at 8 warps (fp16/bf16) or
 # 64 x 16 at 4 warps (fp32, whose MMA operands come in two parts), one stage.
 BWD = dict(BM=64, num_stages=1)
+_VENDOR = []  # the GPU vendor the launches are for when set (compile_check records AMD variants on any machine)
+
+
+def vendor():
+    """"hip" (AMD, ROCm torch) or "cuda": the target of the launches."""
+    return _VENDOR[-1] if _VENDOR else ("hip" if torch.version.hip else "cuda")
+
+
+@contextlib.contextmanager
+def launches_for(target_vendor):
+    """Launchers specialise for target_vendor ("cuda" or "hip") inside (kernels/compile_check.py)."""
+    _VENDOR.append(target_vendor)
+    try:
+        yield
+    finally:
+        _VENDOR.pop()
+
+
+def fp32_split(dtype):
+    """Whether float32 products take the tf32x3 split (three tf32 MMAs, NVIDIA) rather than one IEEE fp32
+    dot (AMD: gfx90a has no tf32 or xf32 matrix instructions; gfx942's xf32 rounds differently)."""
+    return dtype == torch.float32 and vendor() == "cuda"
 
 
 @triton.jit
@@ -33,11 +57,14 @@ def load_tile(X, rows, feats, stride, hi):
 
 @triton.jit
 def dot(a, b, a_lo, b_lo, acc, SPLIT: tl.constexpr):
-    """acc + a @ b: one MMA (fp16/bf16), or three tf32 MMAs of the hi (a, b) and lo parts (fp32)."""
+    """acc + a @ b: one MMA (fp16/bf16), three tf32 MMAs of the hi (a, b) and lo parts (fp32, SPLIT), or one
+    IEEE fp32 dot (fp32 on AMD: fp32_split)."""
     if SPLIT:
         acc = tl.dot(a, b_lo, acc, input_precision="tf32")
         acc = tl.dot(a_lo, b, acc, input_precision="tf32")
         acc = tl.dot(a, b, acc, input_precision="tf32")
+    elif a.dtype == tl.float32:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
     else:
         acc = tl.dot(a, b, acc)
     return acc
@@ -201,9 +228,9 @@ def split_tf32(x):
 
 
 def mma_operands(x):
-    """(x, its lo part) for the kernels: float32 is split into tf32 hi + lo; fp16/bf16 go as they are
-    (the second pointer then unused)."""
-    return split_tf32(x) if x.dtype == torch.float32 else (x, x)
+    """(x, its lo part) for the kernels: float32 is split into tf32 hi + lo where it takes the tf32x3 path
+    (fp32_split); otherwise x goes as it is (the second pointer then unused)."""
+    return split_tf32(x) if fp32_split(x.dtype) else (x, x)
 
 
 def padded(rows, length, value):
@@ -237,10 +264,10 @@ def backward_meta(x, y, wide_offsets):
     wide as two fp32 accumulators (x and y) allow without spilling: up to 128 features for fp16/bf16
     (D = 512: pair work done 4 times, not 8), 64 for fp32, whose tf32 hi/lo parts take the registers,
     and 32 for fp32 with int64 offsets (64 spilled on sm_80 with triton 3.3 and 3.5)."""
-    split = x.dtype == torch.float32
-    widest = (32 if wide_offsets else 64) if split else 128
+    fp32 = x.dtype == torch.float32  # the tiles of either fp32 path (a tf32x3 split, or IEEE on AMD)
+    widest = (32 if wide_offsets else 64) if fp32 else 128
     chunk = max(16, min(widest, triton.next_power_of_2(max(x.shape[1], y.shape[1]))))
-    return dict(BN=backward_columns(x.dtype), num_warps=4 if split else 8, BF=chunk, SPLIT=split,
+    return dict(BN=backward_columns(x.dtype), num_warps=4 if fp32 else 8, BF=chunk, SPLIT=fp32_split(x.dtype),
                 BKX=feature_block(x.shape[1], x.dtype), BKY=feature_block(y.shape[1], y.dtype), **BWD)
 
 

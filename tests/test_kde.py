@@ -271,3 +271,30 @@ def test_each_convention_refuses_the_others_rule_by_name():
     with pytest.raises(ValueError, match=r"'silverman' is a rule of the KDE"):
         fastmi.cka(a, b, sigma="silverman")
     fastmi.hsic(a, b, sigma="median")  # hsic's median: the field's, in the data's units
+
+
+@pytest.mark.parametrize("n,da,db", SHAPES[1:])
+def test_the_amd_fp32_path_matches_the_reference(n, da, db, gen):
+    """On AMD (ROCm torch; kernels/tiles.py fp32_split) float32 products are one IEEE fp32 dot, not the tf32x3
+    split (gfx90a has no tf32 matrix instructions): the KDE, its gradients and the gram kernels' measures
+    against the float64 references with the float32 tolerances. The interpreter computes both paths' dots in
+    fp32 (measured: values within ~1e-7, gradients ~5e-6 on either path); on hardware the IEEE dot rounds each
+    product and sum at 2^-24, the tf32x3 split drops lo x lo terms (~2^-22): the tolerances hold for both."""
+    from fastmi.kernels import tiles
+    a, b = shifted_pair(n, da, db, gen, torch.float32)
+    a.requires_grad_()
+    b.requires_grad_()
+    with tiles.launches_for("hip"):
+        assert not tiles.fp32_split(torch.float32) and tiles.mma_operands(a)[1] is a
+        value = fastmi.layer_mi(a, b, backend="triton")
+        ga, gb = torch.autograd.grad(value, (a, b))
+        hsic = fastmi.hsic(a.detach(), b.detach(), sigma=1.0, backend="triton")
+        dcor = fastmi.distance_correlation(a.detach(), b.detach(), backend="triton")
+    assert tiles.fp32_split(torch.float32) == (tiles.vendor() == "cuda")
+    ref, ref_ga, ref_gb = kde_reference(a, b)
+    atol, gtol = TOL[torch.float32]
+    assert abs(float(value) - ref) <= atol + 1e-5 * abs(ref)
+    assert relative_error(ga, ref_ga) <= gtol and relative_error(gb, ref_gb) <= gtol
+    a64, b64 = a.detach().double(), b.detach().double()
+    assert float(hsic) == pytest.approx(float(fastmi.hsic(a64, b64, sigma=1.0, backend="torch")), rel=1e-5)
+    assert float(dcor) == pytest.approx(float(fastmi.distance_correlation(a64, b64, backend="torch")), abs=1e-6)

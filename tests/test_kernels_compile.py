@@ -1,6 +1,7 @@
-"""Every Triton kernel compiles for Hopper and Ampere GPUs (cubin), checked on a machine without one, and
-the static GPU report of the compiled variants holds: no KDE variant spills registers, the fp16/bf16
-(and fp32: tf32) KDE variants run their products on the tensor cores, exp2 counts match the math.
+"""Every Triton kernel compiles for Hopper and Ampere GPUs (cubin) and AMD CDNA2-4 (hsaco), checked on a
+machine without one, and the static GPU report of the compiled variants holds: no KDE variant spills
+registers, the fp16/bf16 (and fp32: tf32) KDE variants run their products on the tensor cores, exp2 counts
+match the math.
 
 The CPU tests run the kernels in the interpreter, which never invokes Triton's compiler."""
 import json
@@ -22,8 +23,8 @@ def compiled(tmp_path_factory):
     """(the compile check's stdout and exit status, the report it wrote): one run for every test here."""
     path = tmp_path_factory.mktemp("report") / "static_gpu.json"
     env = dict(os.environ, TRITON_INTERPRET="0", TRITON_DEFAULT_FP_FUSION="1")
-    run = subprocess.run([sys.executable, "-m", "fastmi.kernels.compile_check", "--report", str(path)],
-                         cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "fastmi.kernels.compile_check", "--targets", "all", "--report", str(path)]
+    run = subprocess.run(command, cwd=Path(__file__).parents[1], env=env, capture_output=True, text=True, timeout=900)
     return run, json.loads(path.read_text()) if path.exists() else None
 
 
@@ -106,3 +107,46 @@ def test_gram_exp2_count_is_the_ideal(compiled):
             pairs_per_thread = c["BM"] * c["BN"] // (32 * entry["num_warps"])
             want = 0 if c["DISTANCE"] else 2 * pairs_per_thread
             assert entry["loops"]["main"]["mufu_ex2"] == want, static_report._name(entry)
+
+
+def test_every_kernel_compiles_for_amd_targets(compiled):
+    """gfx90a (MI200), gfx942 (MI300), gfx950 (MI350) with the installed triton's HIP back-end: the launchers
+    specialise as under a ROCm torch (fp32 products as one IEEE dot: gfx90a has no tf32 matrix instructions,
+    on which the tf32x3 split relied and 12 variants failed before); the report's AMD rows read registers,
+    spills, scratch and LDS, and no variant spills."""
+    run, report = compiled
+    lines = run.stdout.splitlines()
+    for arch in ("gfx90a", "gfx942", "gfx950"):
+        for kernel in ("_kde_chain_fwd_kernel", "_kde_bwd_kernel", "_gram_fwd_kernel", "_gram_bwd_kernel"):
+            fp32 = [line for line in lines if f"{kernel} fp32" in line and arch in line]
+            assert fp32 and all(line.startswith("ok") and "'SPLIT': False" in line for line in fp32), (arch, kernel)
+    amd = report["amd_variants"]
+    assert {entry["arch"] for entry in amd} == {"gfx90a", "gfx942", "gfx950"}
+    assert len(amd) == 3 * len({(e["kernel"], json.dumps(e["constexprs"], sort_keys=True), e["dtype"])
+                                for e in amd})
+    assert all(e["resources"]["vgprs"] > 0 and e["resources"]["sgprs"] > 0 for e in amd)
+    assert not static_report.amd_spills(amd)
+    with pytest.raises(ValueError, match="AMD entry"):
+        broken = json.loads(json.dumps(report))
+        del broken["amd_variants"][0]["resources"]["lds"]
+        static_report.check_schema(broken)
+
+
+def test_the_committed_compile_matrix_is_for_these_kernel_sources(tmp_path):
+    """bench/results/compile_matrix.json (python -m fastmi.kernels.compile_matrix: every triton 3.2-3.9 x sm_90,
+    sm_80, gfx90a, gfx942, gfx950) records the hash of the kernel sources it compiled; a kernel edit makes it
+    stale, and this (and .ci/run's --check, before the suite) fails until the matrix is rerun."""
+    from fastmi.kernels import compile_matrix
+    assert compile_matrix.stale() is None, compile_matrix.stale()
+    matrix = json.loads((Path(__file__).parents[1] / compile_matrix.OUT).read_text())
+    assert list(matrix["tritons"]) == list(compile_matrix.TRITONS)
+    copy = tmp_path / "kernels"
+    copy.mkdir()
+    for path in Path(compile_matrix.__file__).parent.glob("*.py"):
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert compile_matrix.source_hash(copy) == matrix["source_hash"]
+    (copy / "tiles.py").write_text((copy / "tiles.py").read_text() + "\n# an edit\n")
+    assert compile_matrix.source_hash(copy) != matrix["source_hash"]
+    (copy / "compile_check.py").write_text("# a tool's edit does not count\n")
+    (copy / "tiles.py").write_bytes((Path(compile_matrix.__file__).parent / "tiles.py").read_bytes())
+    assert compile_matrix.source_hash(copy) == matrix["source_hash"]

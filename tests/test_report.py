@@ -29,3 +29,16 @@ def test_the_report_says_where_the_kernels_would_run_and_whether_triton_is_teste
         assert any("below fastmi's tested range: the kernels are not used" in line for line in report_module.report())
     monkeypatch.setattr(fastmi.kernels, "AVAILABLE", False)
     assert any(line.startswith("triton: not installed") for line in report_module.report())
+
+
+def test_the_report_names_the_distributions_that_install_triton_and_warns_on_a_clash():
+    import triton
+    found = report_module.triton_distributions()
+    assert f"triton {triton.__version__}" in found  # this venv's CUDA wheel
+    line = report_module._triton_packages_line(["triton 3.9.0"], None)
+    assert line == "triton packages: triton 3.9.0"
+    rocm = report_module._triton_packages_line(["triton 3.9.0"], "7.1")  # a ROCm torch beside the CUDA wheel
+    assert "WARNING" in rocm and "pytorch-triton-rocm" in rocm
+    both = report_module._triton_packages_line(["pytorch-triton-rocm 3.5.1", "triton 3.9.0"], "7.1")
+    assert "more than one distribution" in both
+    assert "WARNING" not in report_module._triton_packages_line(["pytorch-triton-rocm 3.5.1"], "7.1")
