@@ -79,7 +79,7 @@ def _triton_packages_line(found, hip):
                  "imported is whichever installed last; keep only the one your torch requires")
     elif hip and "triton" in names:
         line += (" -- WARNING: a ROCm torch runs on its own triton (pytorch-triton-rocm); the `triton` wheel is "
-                 "CUDA's: reinstall torch's, and fastmi with pip install --no-deps")
+                 "CUDA's: pip uninstall triton, then reinstall pytorch-triton-rocm")
     return line
 
 

@@ -35,6 +35,7 @@ from .measures.dependence import CKA_KERNELS, cka_of_mean_hsic, distance_correla
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int64, torch.int32, torch.uint8,
           torch.bool)
 UNSET = 2 ** 62  # a min-reduced layout entry of a rank without rows
+KEY_BYTES = 8  # a row's key: one float64, stored as bytes
 
 
 class _BatchValueOptional(Metric):
@@ -81,8 +82,9 @@ class _Rows(_BatchValueOptional):
         self.a.append(_bytes(a))
         self.b.append(_bytes(b))
         self.keys.append(_bytes(torch.rand(a.shape[0], generator=self._keys_generator(), dtype=torch.float64)))
-        if self.max_rows is not None and sum(k.numel() for k in self.keys) > 16 * self.max_rows:
-            self.a, self.b, self.keys = [[_bytes(x)] for x in self._kept(*self._decoded())]  # memory stays O(cap)
+        held = sum(k.numel() for k in self.keys) // KEY_BYTES
+        if self.max_rows is not None and held > 2 * self.max_rows:  # back to the cap: memory stays O(cap)
+            self.a, self.b, self.keys = [[_bytes(x)] for x in self._kept(*self._decoded())]
 
     def rows(self):
         """(a, b): the rows compute() uses (at most max_rows; under DDP every rank's, synchronised as compute()

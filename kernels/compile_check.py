@@ -28,6 +28,11 @@ HIP_TARGETS = (("gfx90a", "MI200"), ("gfx942", "MI300"), ("gfx950", "MI350"))  #
 GPUS = {**dict(TARGETS), **dict(HIP_TARGETS)}
 
 
+def is_amd(arch):
+    """An AMD target is named by its gfx string; an NVIDIA one by its compute capability (int)."""
+    return isinstance(arch, str)
+
+
 @dataclass
 class Launch:
     """One kernel variant: the source Triton's JIT built for it (signature, constexprs, divisibility
@@ -45,7 +50,7 @@ class Launch:
     def label(self, arch):
         pointers = [kind for kind in self.signature.values() if kind.startswith("*")]
         dtype = pointers[0][1:] if pointers else ""
-        name = arch if isinstance(arch, str) else f"sm_{arch}"
+        name = arch if is_amd(arch) else f"sm_{arch}"
         return f"{self.kernel.__name__} {dtype} {self.constexprs} {name} ({GPUS[arch]})"
 
 
@@ -146,7 +151,7 @@ def compile_launch(launch, arch):
     AMD gfx arch."""
     import triton
     from triton.backends.compiler import GPUTarget
-    target = GPUTarget("hip", arch, 64) if isinstance(arch, str) else GPUTarget("cuda", arch, 32)
+    target = GPUTarget("hip", arch, 64) if is_amd(arch) else GPUTarget("cuda", arch, 32)
     return triton.compile(launch.source, target=target, options=launch.options)
 
 
@@ -159,13 +164,13 @@ def _compile_job(job):
     launch = _LAUNCHES[index]
     try:
         compiled = compile_launch(launch, arch)
-        binary = "hsaco" if isinstance(arch, str) else "cubin"
+        binary = "hsaco" if is_amd(arch) else "cubin"
         if not compiled.asm.get(binary):
             raise RuntimeError(f"no {binary}")
         entry = None
         if report:
             from .static_report import analyse, analyse_amd
-            entry = analyse_amd(launch, arch, compiled) if isinstance(arch, str) else analyse(launch, arch, compiled)
+            entry = (analyse_amd if is_amd(arch) else analyse)(launch, arch, compiled)
         return launch.label(arch), None, entry
     except Exception as error:  # report every kernel, then fail
         return launch.label(arch), f"{type(error).__name__}: {error}".splitlines()[0], None
