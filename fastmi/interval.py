@@ -15,10 +15,11 @@ half-width at its own size, t sqrt(Var_k / k); where it does, the estimator's bi
 `debiased` (estimator "ksg" or "auto"): where the estimate is unstable and the smallest part still has
 DEBIAS_MIN_PART_ROWS rows, the mean estimates at N, N // 2, ..., N // parts rows are fitted to
 I + c n^(-1/2) by least squares, and the intercept I (the estimate at n -> infinity) is reported where it
-lies above the estimate; elsewhere `debiased` equals `estimate`. KSG's bias on dependent data is
-downward and decays like n^(-gamma / d) (Gao, Oh & Viswanath 2018), slower than 1/n at a few dimensions;
-auto errs low but with point masses, so an estimate that falls with n is not that bias (auto taking the
-larger of two estimators on a part, say) and is not extrapolated. n^(-1/2) measured best of 1, 1/2, 1/4
+lies above the estimate, and at most the bound I(X; Y) <= H(Y) where auto takes a discrete side (its
+plug-in entropy: auto's own estimates keep to it); elsewhere `debiased` equals `estimate`. KSG's bias on
+dependent data is downward and decays like n^(-gamma / d) (Gao, Oh & Viswanath 2018), slower than 1/n at a
+few dimensions; auto errs low but with point masses, so an estimate that falls with n is not that bias (auto
+taking the larger of two estimators on a part, say) and is not extrapolated. n^(-1/2) measured best of 1, 1/2, 1/4
 (docs/significance.md, "How far from the truth?": it lowers auto's error at N = 2000 on the suite and on
 held-out tasks, and raised it when the parts had 125 rows, hence the floor).
 
@@ -35,8 +36,10 @@ import torch
 
 from .api import layer_mi, make_estimator
 from .estimators import ESTIMATORS
+from .estimators.auto import symbols
+from .estimators.base import entropy
 from .inputs import as_tensors, check_int, choice, paired_samples
-from .pipeline import check_common
+from .pipeline import check_common, in_units
 from .warn import warn_user
 
 MIN_PART_ROWS = 16  # the fewest rows of a part (N // parts): below, an estimate on a part says little
@@ -119,7 +122,7 @@ def mi_interval(a, b, *, estimator="auto", level=0.95, parts=4, seed=0, units="n
                   "(its bias is then larger than the interval); more rows, or an estimator less biased here")
     debiased = estimate
     if drifts and n // parts >= DEBIAS_MIN_PART_ROWS and estimator in DEBIASED:
-        debiased = max(estimate, extrapolated(estimate, spreads, n))
+        debiased = max(estimate, min(extrapolated(estimate, spreads, n), ceiling(chosen, a, b, estimate, units)))
     return MIInterval(estimate=estimate, lower=estimate - half, upper=estimate + half, std_error=math.sqrt(variance),
                       dof=dof, debiased=debiased, method=f"subsampling into 2..{parts} parts (Holmes & Nemenman 2019)",
                       n=n, stable=not drifts, level=float(level), estimator=estimator, units=units)
@@ -132,6 +135,17 @@ def extrapolated(estimate, spreads, n):
     means = torch.tensor([estimate] + [mean for _, mean, _ in spreads], dtype=torch.float64)
     design = torch.stack([torch.ones_like(sizes), sizes.rsqrt()], dim=1)
     return float(torch.linalg.lstsq(design, means[:, None]).solution[0, 0])
+
+
+def ceiling(chosen, a, b, estimate, units):
+    """The most `debiased` may be: for auto with one discrete side (Ross's rule), that side's plug-in
+    entropy (I(X; Y) <= H(Y)); with two (the plug-in, whose bias is upward), the estimate; else no bound."""
+    if chosen.name != "auto":
+        return math.inf
+    discrete = [ids for ids in (symbols(a, chosen.k), symbols(b, chosen.k)) if ids is not None]
+    if len(discrete) == 2:
+        return estimate
+    return in_units(float(entropy(discrete[0])), units) if discrete else math.inf
 
 
 def t_quantile(p, dof):

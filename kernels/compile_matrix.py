@@ -7,12 +7,18 @@ by a hash of the kernel sources. The run takes ~5 minutes per triton on 2 cores;
     python -m fastmi.kernels.compile_matrix --check      (CI: exit 1 where the committed matrix is stale)
 
 Each triton is installed into DIR/<version> with `pip install --no-deps --target` (reused when there) and
-chosen with PYTHONPATH, beside the installed torch.
+chosen with PYTHONPATH, beside the installed torch. With --tritons a subset, the other releases' results are
+kept from --out where it is for the same kernel sources. Releases before 3.5 link AMD code with an external
+LLVM `ld.lld` (3.5 and later link in-process): TRITON_HIP_LLD_PATH, ROCm's, or any on the machine (Debian's
+`apt install lld-19`); the one used is recorded.
 """
 import argparse
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +27,7 @@ TRITONS = ("3.2.0", "3.3.1", "3.4.0", "3.5.1", "3.6.0", "3.7.1", "3.8.0", "3.9.0
 TOOLS = ("compile_check.py", "compile_matrix.py", "static_report.py")  # read the kernels; not hashed
 HERE = Path(__file__).resolve().parent
 OUT = "bench/results/compile_matrix.json"
+IN_PROCESS_LINKER = (3, 5)  # the first release that links AMD code itself
 
 
 def source_hash(folder=HERE):
@@ -42,6 +49,27 @@ def stale(path=None):
         return (f"{path} was compiled from other kernel sources (hash {str(recorded)[:12]}, now "
                 f"{source_hash()[:12]}): rerun python -m fastmi.kernels.compile_matrix --cache DIR")
     return None
+
+
+def failures_in_range(matrix):
+    """{(triton, target): failures} of the releases in the tested range (launch.TESTED_TRITON: the floor and
+    up); those below it are recorded, not held to compiling everything (3.2's compiler aborts on some)."""
+    from .launch import TESTED_TRITON
+    found = {}
+    for version, targets in matrix["tritons"].items():
+        if release(version) < TESTED_TRITON[0]:
+            continue
+        if "error" in targets:
+            found[version, "all"] = targets["error"]
+        found.update({(version, target): result["failed"] for target, result in targets.items()
+                      if target != "error" and result["failed"]})
+    return found
+
+
+def in_range_problem(path=None):
+    """None where every variant of the committed matrix compiles on the tested tritons, else which do not."""
+    failed = failures_in_range(json.loads(Path(path or HERE.parent / OUT).read_text()))
+    return f"variants fail to compile in the tested range: {sorted(failed)}" if failed else None
 
 
 def installed(version, cache):
@@ -69,9 +97,29 @@ def outcome(stdout):
     return targets
 
 
-def run_one(version, cache):
+def release(version):
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+def hip_linker():
+    """An LLVM ld.lld for the releases that link AMD code with one: TRITON_HIP_LLD_PATH, ROCm's, one on
+    PATH, or the newest of Debian's /usr/lib/llvm-*; None where the machine has none."""
+    candidates = [os.environ.get("TRITON_HIP_LLD_PATH"), "/opt/rocm/llvm/bin/ld.lld", shutil.which("ld.lld")]
+    debian = glob.glob("/usr/lib/llvm-*/bin/ld.lld")
+    candidates += sorted(debian, key=lambda path: int(re.search(r"llvm-(\d+)", path).group(1)), reverse=True)
+    return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
+
+
+def linker_version(path):
+    done = subprocess.run([path, "--version"], capture_output=True, text=True)
+    return f"{done.stdout.strip().splitlines()[0] if done.stdout.strip() else 'ld.lld'} ({path})"
+
+
+def run_one(version, cache, linker=None):
     env = dict(os.environ, PYTHONPATH=str(installed(version, cache)), TRITON_INTERPRET="0",
                TRITON_DEFAULT_FP_FUSION="1")
+    if linker:
+        env["TRITON_HIP_LLD_PATH"] = linker
     done = subprocess.run([sys.executable, "-m", "fastmi.kernels.compile_check", "--targets", "all"], env=env,
                           capture_output=True, text=True, timeout=3600)
     found = outcome(done.stdout)
@@ -88,16 +136,34 @@ def main(argv=None):
     parser.add_argument("--tritons", default=",".join(TRITONS), help="comma-separated versions")
     args = parser.parse_args(argv)
     if args.check:
-        problem = stale()
+        problem = stale() or in_range_problem()
         sys.exit(f"compile matrix: {problem}" if problem else 0)
     if not args.cache:
         parser.error("--cache DIR is needed to compile the matrix")
-    matrix = {}
+    matrix, linkers = kept_results(args.out)
+    linker = hip_linker()
     for version in args.tritons.split(","):
-        matrix[version] = run_one(version, args.cache)
+        external = release(version) < IN_PROCESS_LINKER
+        matrix[version] = run_one(version, args.cache, linker if external else None)
+        if external:
+            linkers[version] = linker_version(linker) if linker else "none on this machine"
         summary = {t: (v["compiled"], len(v["failed"])) for t, v in matrix[version].items() if isinstance(v, dict)}
         print(f"triton {version}: (compiled, failed) per target {summary or matrix[version]}", flush=True)
-    Path(args.out).write_text(json.dumps(dict(source_hash=source_hash(), tritons=matrix), indent=1) + "\n")
+    order = sorted(matrix, key=release)
+    Path(args.out).write_text(json.dumps(dict(source_hash=source_hash(), tritons={v: matrix[v] for v in order},
+                                              hip_linker={v: linkers[v] for v in order if v in linkers}),
+                                         indent=1) + "\n")
+
+
+def kept_results(path):
+    """({version: results}, {version: AMD linker}) of an earlier run for the same kernel sources, else empty."""
+    path = Path(path)
+    if not path.exists():
+        return {}, {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("source_hash") != source_hash():
+        return {}, {}
+    return earlier["tritons"], earlier.get("hip_linker", {})
 
 
 if __name__ == "__main__":

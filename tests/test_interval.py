@@ -88,6 +88,37 @@ def test_extrapolation_only_up_only_for_ksg_and_auto_and_only_from_large_parts()
     assert stable.stable and stable.debiased == stable.estimate
 
 
+def test_auto_debiased_keeps_to_the_entropy_of_its_discrete_side(monkeypatch):
+    """Two well-separated classes in 5 dims, N = 2000: auto takes Ross's rule, whose estimate is at H(Y) = ln 2
+    but drifts with n; the extrapolation lands above H(Y) (0.6938 > 0.6930 before the bound), which no MI can
+    reach: debiased stops at the classes' plug-in entropy, in the units asked for."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (2000,), generator=g)
+    a = (torch.randn(2, 5, generator=g) * 1.5)[labels] + 0.4 * torch.randn(2000, 5, generator=g)
+    p = torch.bincount(labels).double() / 2000
+    entropy = float(-(p * p.log()).sum())
+    for units, scale in (("nats", 1.0), ("bits", 1 / math.log(2))):
+        with pytest.warns(RuntimeWarning, match="has not converged"):
+            r = fastmi.mi_interval(a, labels, estimator="auto", units=units, backend="torch")
+        assert r.estimate <= r.debiased == pytest.approx(entropy * scale, rel=1e-12)
+    monkeypatch.setattr(interval, "ceiling", lambda *args: math.inf)
+    with pytest.warns(RuntimeWarning, match="has not converged"):
+        unbounded = fastmi.mi_interval(a, labels, estimator="auto", backend="torch").debiased
+    assert unbounded > entropy + 1e-4  # what the bound stops
+
+
+def test_auto_debiased_is_the_estimate_where_both_sides_are_discrete(monkeypatch):
+    """Two sides of 40 symbols at N = 2000: auto takes the plug-in, whose bias is upward (the estimates fall
+    with n); even an extrapolation that went up (forced here) leaves debiased at the estimate."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 40, (2000, 1), generator=g)
+    b = (a + torch.randint(0, 3, (2000, 1), generator=g)) % 40
+    monkeypatch.setattr(interval, "extrapolated", lambda estimate, spreads, n: estimate + 1.0)
+    with pytest.warns(RuntimeWarning, match="has not converged"):
+        r = fastmi.mi_interval(a, b, estimator="auto", backend="torch")
+    assert r.debiased == r.estimate > 0
+
+
 def test_level_units_seed_and_numpy_inputs():
     a, b, _ = gaussian_pair(600)
     narrow = fastmi.mi_interval(a.numpy(), b.numpy(), estimator="ksg", level=0.5)

@@ -140,6 +140,7 @@ def test_the_committed_compile_matrix_is_for_these_kernel_sources(tmp_path):
     assert compile_matrix.stale() is None, compile_matrix.stale()
     matrix = json.loads((Path(__file__).parents[1] / compile_matrix.OUT).read_text())
     assert list(matrix["tritons"]) == list(compile_matrix.TRITONS)
+    assert compile_matrix.failures_in_range(matrix) == {}
     copy = tmp_path / "kernels"
     copy.mkdir()
     for path in Path(compile_matrix.__file__).parent.glob("*.py"):
@@ -150,3 +151,20 @@ def test_the_committed_compile_matrix_is_for_these_kernel_sources(tmp_path):
     (copy / "compile_check.py").write_text("# a tool's edit does not count\n")
     (copy / "tiles.py").write_bytes((Path(compile_matrix.__file__).parent / "tiles.py").read_bytes())
     assert compile_matrix.source_hash(copy) == matrix["source_hash"]
+
+
+def test_the_matrix_check_names_a_failure_in_the_tested_range_and_not_below_it():
+    """failures_in_range: every variant must compile on every target for each triton from the floor up
+    (launch.TESTED_TRITON); a release below it (3.2, whose compiler aborts on 12 sm_90 variants) is recorded
+    but not held to that."""
+    from fastmi.kernels import compile_matrix
+    from fastmi.kernels.launch import TESTED_TRITON
+    clean = {"compiled": 40, "failed": {}}
+    broken = {"compiled": 39, "failed": {"_kde_bwd_kernel fp16 {...}": "the compiler crashed"}}
+    floor = ".".join(map(str, TESTED_TRITON[0])) + ".0"
+    matrix = {"tritons": {"3.2.0": {"sm_90": broken}, floor: {"sm_90": clean, "gfx942": clean}}}
+    assert compile_matrix.failures_in_range(matrix) == {}
+    matrix["tritons"][floor]["gfx942"] = broken
+    assert compile_matrix.failures_in_range(matrix) == {(floor, "gfx942"): broken["failed"]}
+    matrix["tritons"][floor] = {"error": "no output"}  # compile_check itself failed
+    assert compile_matrix.failures_in_range(matrix) == {(floor, "all"): "no output"}
