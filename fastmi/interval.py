@@ -13,15 +13,15 @@ half-width at its own size, t sqrt(Var_k / k); where it does, the estimator's bi
 (larger than the bar at N), `stable` is False and a warning says so.
 
 `debiased` (estimator "ksg" or "auto"): where the estimate is unstable and the smallest part still has
-DEBIAS_MIN_PART_ROWS rows, the mean estimates at N, N // 2, ..., N // parts rows are fitted to
-I + c n^(-1/2) by least squares, and the intercept I (the estimate at n -> infinity) is reported where it
-lies above the estimate, and at most the bound I(X; Y) <= H(Y) where auto takes a discrete side (its
-plug-in entropy: auto's own estimates keep to it); elsewhere `debiased` equals `estimate`. KSG's bias on
-dependent data is downward and decays like n^(-gamma / d) (Gao, Oh & Viswanath 2018), slower than 1/n at a
-few dimensions; auto errs low but with point masses, so an estimate that falls with n is not that bias (auto
-taking the larger of two estimators on a part, say) and is not extrapolated. n^(-1/2) measured best of 1, 1/2, 1/4
-(docs/significance.md, "How far from the truth?": it lowers auto's error at N = 2000 on the suite and on
-held-out tasks, and raised it when the parts had 125 rows, hence the floor).
+DEBIAS_MIN_PART_ROWS rows, the mean estimates at N, N // 2, ..., N // parts rows are fitted to I + c n^(-1/2)
+by least squares, and the intercept I (the estimate at n -> infinity) is reported where it lies above the
+estimate, and at most the bound I(X; Y) <= H(Y) where one side is read as classes (auto's discrete side, ksg's
+integer ids; H by Miller-Madow's correction of the plug-in); elsewhere `debiased` equals `estimate`. KSG's
+bias on dependent data is downward and decays like n^(-gamma / d) (Gao, Oh & Viswanath 2018), slower than 1/n
+at a few dimensions; auto errs low but with point masses, so an estimate that falls with n is not that bias
+(auto taking the larger of two estimators on a part, say) and is not extrapolated. n^(-1/2) measured best of
+1, 1/2, 1/4 (docs/significance.md, "How far from the truth?": it lowers auto's error at N = 2000 on the suite
+and on held-out tasks, and raised it when the parts had 125 rows, hence the floor).
 
 Subsampling without replacement, not the bootstrap: duplicated rows put KSG's neighbour distances at 0
 and add self terms to the KDE's sums. The interval is the estimator's sampling spread around what it
@@ -37,7 +37,7 @@ import torch
 from .api import layer_mi, make_estimator
 from .estimators import ESTIMATORS
 from .estimators.auto import symbols
-from .estimators.base import entropy
+from .estimators.base import class_side, entropy
 from .inputs import as_tensors, check_int, choice, paired_samples
 from .pipeline import check_common, in_units
 from .warn import warn_user
@@ -138,14 +138,25 @@ def extrapolated(estimate, spreads, n):
 
 
 def ceiling(chosen, a, b, estimate, units):
-    """The most `debiased` may be: for auto with one discrete side (Ross's rule), that side's plug-in
-    entropy (I(X; Y) <= H(Y)); with two (the plug-in, whose bias is upward), the estimate; else no bound."""
+    """The most `debiased` may be: where one side is read as classes (Ross's rule: auto's discrete side, or
+    ksg's integer ids), that side's entropy (I(X; Y) <= H(Y)); for auto with two discrete sides (the plug-in,
+    whose bias is upward), the estimate; else no bound."""
+    if chosen.name == "ksg":
+        labelled = class_side(a, b, "ksg")
+        return math.inf if labelled is None else in_units(miller_madow_entropy(labelled[1]), units)
     if chosen.name != "auto":
         return math.inf
     discrete = [ids for ids in (symbols(a, chosen.k), symbols(b, chosen.k)) if ids is not None]
     if len(discrete) == 2:
         return estimate
-    return in_units(float(entropy(discrete[0])), units) if discrete else math.inf
+    return in_units(miller_madow_entropy(discrete[0]), units) if discrete else math.inf
+
+
+def miller_madow_entropy(ids):
+    """H(Y) of class ids in nats: the plug-in entropy plus (K - 1) / 2N for K classes seen (Miller 1955), its
+    first-order bias; the plug-in alone runs low and would hold `debiased` below an MI near H(Y)."""
+    classes = int(torch.unique(ids).numel())
+    return float(entropy(ids)) + (classes - 1) / (2 * ids.numel())
 
 
 def t_quantile(p, dof):

@@ -1,10 +1,12 @@
 """The full compile matrix, offline: every kernel variant compiled (kernels/compile_check.py, nothing run) on
 every triton release from 3.2 to 3.9 for sm_90, sm_80, gfx90a, gfx942 and gfx950, written to a JSON keyed
-by a hash of the kernel sources. The run takes ~5 minutes per triton on 2 cores; CI only checks the hash
-(tests/test_kernels_compile.py), so the matrix is rerun when the kernels change, not on every commit.
+by a hash of the kernel sources. The run takes ~5 minutes per triton on 2 cores; CI only checks the committed
+JSON (.ci/run's --check and tests/test_kernels_compile.py: the hash, and every variant compiled on every target
+for each triton of the tested range), so the matrix is rerun when the kernels change, not on every commit.
 
-    python -m fastmi.kernels.compile_matrix --cache DIR [--out bench/results/compile_matrix.json]
-    python -m fastmi.kernels.compile_matrix --check      (CI: exit 1 where the committed matrix is stale)
+    python -m fastmi.kernels.compile_matrix --cache DIR [--out bench/results/compile_matrix.json] [--tritons ...]
+    python -m fastmi.kernels.compile_matrix --check      (CI: exit 1 where the committed matrix is stale or a
+                                                         variant fails in the tested range)
 
 Each triton is installed into DIR/<version> with `pip install --no-deps --target` (reused when there) and
 chosen with PYTHONPATH, beside the installed torch. With --tritons a subset, the other releases' results are
@@ -52,17 +54,26 @@ def stale(path=None):
 
 
 def failures_in_range(matrix):
-    """{(triton, target): failures} of the releases in the tested range (launch.TESTED_TRITON: the floor and
-    up); those below it are recorded, not held to compiling everything (3.2's compiler aborts on some)."""
+    """{(triton, target): what is wrong} for the releases in the tested range (launch.TESTED_TRITON: the floor
+    and up): variants that failed, a target missing, or fewer variants compiled than on another target; those
+    below the floor are recorded, not held to compiling everything (3.2's compiler aborts on some)."""
+    from .compile_check import GPUS, is_amd
     from .launch import TESTED_TRITON
+    expected = [arch if is_amd(arch) else f"sm_{arch}" for arch in GPUS]
     found = {}
     for version, targets in matrix["tritons"].items():
         if release(version) < TESTED_TRITON[0]:
             continue
         if "error" in targets:
             found[version, "all"] = targets["error"]
-        found.update({(version, target): result["failed"] for target, result in targets.items()
-                      if target != "error" and result["failed"]})
+            continue
+        most = max((result["compiled"] for result in targets.values()), default=0)
+        for target in expected:
+            result = targets.get(target)
+            if result is None:
+                found[version, target] = "not compiled for"
+            elif result["failed"] or result["compiled"] < most:
+                found[version, target] = result["failed"] or f"{result['compiled']} of {most} variants"
     return found
 
 
@@ -98,7 +109,8 @@ def outcome(stdout):
 
 
 def release(version):
-    return tuple(int(part) for part in version.split(".")[:2])
+    """(3, 4, 0) of "3.4.0": compares with launch.TESTED_TRITON's (major, minor) pairs and sorts releases."""
+    return tuple(int(part) for part in version.split("."))
 
 
 def hip_linker():
@@ -106,7 +118,7 @@ def hip_linker():
     PATH, or the newest of Debian's /usr/lib/llvm-*; None where the machine has none."""
     candidates = [os.environ.get("TRITON_HIP_LLD_PATH"), "/opt/rocm/llvm/bin/ld.lld", shutil.which("ld.lld")]
     debian = glob.glob("/usr/lib/llvm-*/bin/ld.lld")
-    candidates += sorted(debian, key=lambda path: int(re.search(r"llvm-(\d+)", path).group(1)), reverse=True)
+    candidates += sorted(debian, key=lambda path: int(re.sub(r"\D", "", path.split("llvm-")[1]) or -1), reverse=True)
     return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
 
 
@@ -162,6 +174,7 @@ def kept_results(path):
         return {}, {}
     earlier = json.loads(path.read_text())
     if earlier.get("source_hash") != source_hash():
+        print(f"{path} is for other kernel sources: its releases {list(earlier.get('tritons', {}))} are not kept")
         return {}, {}
     return earlier["tritons"], earlier.get("hip_linker", {})
 

@@ -88,18 +88,19 @@ def test_extrapolation_only_up_only_for_ksg_and_auto_and_only_from_large_parts()
     assert stable.stable and stable.debiased == stable.estimate
 
 
-def test_auto_debiased_keeps_to_the_entropy_of_its_discrete_side(monkeypatch):
-    """Two well-separated classes in 5 dims, N = 2000: auto takes Ross's rule, whose estimate is at H(Y) = ln 2
-    but drifts with n; the extrapolation lands above H(Y) (0.6938 > 0.6930 before the bound), which no MI can
-    reach: debiased stops at the classes' plug-in entropy, in the units asked for."""
+def test_debiased_keeps_to_the_entropy_of_the_class_side(monkeypatch):
+    """Two well-separated classes in 5 dims, N = 2000: auto (its discrete side) and ksg (integer class ids)
+    take Ross's estimator, at H(Y) = ln 2 but drifting with n; the extrapolation lands above H(Y) (0.6938),
+    which no MI can reach: debiased stops at the classes' entropy (plug-in + (K - 1) / 2N, Miller-Madow), in
+    the units asked for."""
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 2, (2000,), generator=g)
     a = (torch.randn(2, 5, generator=g) * 1.5)[labels] + 0.4 * torch.randn(2000, 5, generator=g)
     p = torch.bincount(labels).double() / 2000
-    entropy = float(-(p * p.log()).sum())
-    for units, scale in (("nats", 1.0), ("bits", 1 / math.log(2))):
+    entropy = float(-(p * p.log()).sum()) + 1 / 4000
+    for estimator, units, scale in (("auto", "nats", 1.0), ("auto", "bits", 1 / math.log(2)), ("ksg", "nats", 1.0)):
         with pytest.warns(RuntimeWarning, match="has not converged"):
-            r = fastmi.mi_interval(a, labels, estimator="auto", units=units, backend="torch")
+            r = fastmi.mi_interval(a, labels, estimator=estimator, units=units, backend="torch")
         assert r.estimate <= r.debiased == pytest.approx(entropy * scale, rel=1e-12)
     monkeypatch.setattr(interval, "ceiling", lambda *args: math.inf)
     with pytest.warns(RuntimeWarning, match="has not converged"):

@@ -155,16 +155,27 @@ def test_the_committed_compile_matrix_is_for_these_kernel_sources(tmp_path):
 
 def test_the_matrix_check_names_a_failure_in_the_tested_range_and_not_below_it():
     """failures_in_range: every variant must compile on every target for each triton from the floor up
-    (launch.TESTED_TRITON); a release below it (3.2, whose compiler aborts on 12 sm_90 variants) is recorded
-    but not held to that."""
+    (launch.TESTED_TRITON); a failure, a missing target or fewer variants than another target is named; a
+    release below the floor (3.2, whose compiler aborts on 12 sm_90 variants) is recorded, not held to it."""
     from fastmi.kernels import compile_matrix
     from fastmi.kernels.launch import TESTED_TRITON
-    clean = {"compiled": 40, "failed": {}}
+    targets = ("sm_90", "sm_80", "gfx90a", "gfx942", "gfx950")
     broken = {"compiled": 39, "failed": {"_kde_bwd_kernel fp16 {...}": "the compiler crashed"}}
     floor = ".".join(map(str, TESTED_TRITON[0])) + ".0"
-    matrix = {"tritons": {"3.2.0": {"sm_90": broken}, floor: {"sm_90": clean, "gfx942": clean}}}
-    assert compile_matrix.failures_in_range(matrix) == {}
-    matrix["tritons"][floor]["gfx942"] = broken
-    assert compile_matrix.failures_in_range(matrix) == {(floor, "gfx942"): broken["failed"]}
-    matrix["tritons"][floor] = {"error": "no output"}  # compile_check itself failed
-    assert compile_matrix.failures_in_range(matrix) == {(floor, "all"): "no output"}
+
+    def matrix():
+        clean = {target: {"compiled": 40, "failed": {}} for target in targets}
+        return {"tritons": {"3.2.0": dict(clean, sm_90=broken), floor: clean, "3.10.0": dict(clean)}}
+
+    assert compile_matrix.failures_in_range(matrix()) == {}
+    bad = matrix()
+    bad["tritons"][floor]["gfx942"] = broken
+    assert compile_matrix.failures_in_range(bad) == {(floor, "gfx942"): broken["failed"]}
+    bad = matrix()
+    del bad["tritons"]["3.10.0"]["gfx950"]
+    bad["tritons"][floor]["sm_80"] = {"compiled": 30, "failed": {}}
+    assert compile_matrix.failures_in_range(bad) == {("3.10.0", "gfx950"): "not compiled for",
+                                                     (floor, "sm_80"): "30 of 40 variants"}
+    bad["tritons"][floor] = {"error": "no output"}  # compile_check itself failed
+    assert compile_matrix.failures_in_range(bad)[floor, "all"] == "no output"
+    assert sorted(["3.10.0", "3.9.0", "3.4.0"], key=compile_matrix.release) == ["3.4.0", "3.9.0", "3.10.0"]
