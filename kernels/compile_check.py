@@ -33,6 +33,12 @@ def is_amd(arch):
     return isinstance(arch, str)
 
 
+def target_name(arch):
+    """"sm_90" of an NVIDIA compute capability, the gfx string of an AMD target: how labels and the matrix
+    name a target."""
+    return arch if is_amd(arch) else f"sm_{arch}"
+
+
 @dataclass
 class Launch:
     """One kernel variant: the source Triton's JIT built for it (signature, constexprs, divisibility
@@ -50,8 +56,7 @@ class Launch:
     def label(self, arch):
         pointers = [kind for kind in self.signature.values() if kind.startswith("*")]
         dtype = pointers[0][1:] if pointers else ""
-        name = arch if is_amd(arch) else f"sm_{arch}"
-        return f"{self.kernel.__name__} {dtype} {self.constexprs} {name} ({GPUS[arch]})"
+        return f"{self.kernel.__name__} {dtype} {self.constexprs} {target_name(arch)} ({GPUS[arch]})"
 
 
 class _Recorded(Exception):

@@ -41,25 +41,28 @@ def source_hash(folder=HERE):
     return digest.hexdigest()
 
 
-def stale(path=None):
-    """None where the committed matrix is for the current kernel sources, else why not."""
+def problem(path=None):
+    """None where the committed matrix is for the current kernel sources and every variant compiles on the
+    tested tritons (failures_in_range), else why not."""
     path = Path(path) if path else HERE.parent / OUT
     if not path.exists():
         return f"{path} is missing"
-    recorded = json.loads(path.read_text()).get("source_hash")
-    if recorded != source_hash():
+    matrix = json.loads(path.read_text())
+    recorded, current = matrix.get("source_hash"), source_hash()
+    if recorded != current:
         return (f"{path} was compiled from other kernel sources (hash {str(recorded)[:12]}, now "
-                f"{source_hash()[:12]}): rerun python -m fastmi.kernels.compile_matrix --cache DIR")
-    return None
+                f"{current[:12]}): rerun python -m fastmi.kernels.compile_matrix --cache DIR")
+    failed = failures_in_range(matrix)
+    return f"variants fail to compile in the tested range: {sorted(failed)}" if failed else None
 
 
 def failures_in_range(matrix):
     """{(triton, target): what is wrong} for the releases in the tested range (launch.TESTED_TRITON: the floor
     and up): variants that failed, a target missing, or fewer variants compiled than on another target; those
     below the floor are recorded, not held to compiling everything (3.2's compiler aborts on some)."""
-    from .compile_check import GPUS, is_amd
+    from .compile_check import GPUS, target_name
     from .launch import TESTED_TRITON
-    expected = [arch if is_amd(arch) else f"sm_{arch}" for arch in GPUS]
+    expected = [target_name(arch) for arch in GPUS]
     found = {}
     for version, targets in matrix["tritons"].items():
         if release(version) < TESTED_TRITON[0]:
@@ -75,12 +78,6 @@ def failures_in_range(matrix):
             elif result["failed"] or result["compiled"] < most:
                 found[version, target] = result["failed"] or f"{result['compiled']} of {most} variants"
     return found
-
-
-def in_range_problem(path=None):
-    """None where every variant of the committed matrix compiles on the tested tritons, else which do not."""
-    failed = failures_in_range(json.loads(Path(path or HERE.parent / OUT).read_text()))
-    return f"variants fail to compile in the tested range: {sorted(failed)}" if failed else None
 
 
 def installed(version, cache):
@@ -140,16 +137,29 @@ def run_one(version, cache, linker=None):
     return found
 
 
+def kept_results(path):
+    """({version: results}, {version: AMD linker}) of an earlier run for the same kernel sources, else empty."""
+    path = Path(path)
+    if not path.exists():
+        return {}, {}
+    earlier = json.loads(path.read_text())
+    if earlier.get("source_hash") != source_hash():
+        print(f"{path} is for other kernel sources: its releases {list(earlier.get('tritons', {}))} are not kept")
+        return {}, {}
+    return earlier["tritons"], earlier.get("hip_linker", {})
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastmi.kernels.compile_matrix", description=__doc__.split("\n")[0])
-    parser.add_argument("--check", action="store_true", help="only check that the committed matrix is current")
+    parser.add_argument("--check", action="store_true", help="only check the committed matrix: "
+                        "for these kernel sources, every variant compiled on the tested tritons")
     parser.add_argument("--cache", help="folder for the tritons (one per version)")
     parser.add_argument("--out", default=OUT, help=f"the JSON to write (default {OUT})")
     parser.add_argument("--tritons", default=",".join(TRITONS), help="comma-separated versions")
     args = parser.parse_args(argv)
     if args.check:
-        problem = stale() or in_range_problem()
-        sys.exit(f"compile matrix: {problem}" if problem else 0)
+        found = problem()
+        sys.exit(f"compile matrix: {found}" if found else 0)
     if not args.cache:
         parser.error("--cache DIR is needed to compile the matrix")
     matrix, linkers = kept_results(args.out)
@@ -165,18 +175,6 @@ def main(argv=None):
     Path(args.out).write_text(json.dumps(dict(source_hash=source_hash(), tritons={v: matrix[v] for v in order},
                                               hip_linker={v: linkers[v] for v in order if v in linkers}),
                                          indent=1) + "\n")
-
-
-def kept_results(path):
-    """({version: results}, {version: AMD linker}) of an earlier run for the same kernel sources, else empty."""
-    path = Path(path)
-    if not path.exists():
-        return {}, {}
-    earlier = json.loads(path.read_text())
-    if earlier.get("source_hash") != source_hash():
-        print(f"{path} is for other kernel sources: its releases {list(earlier.get('tritons', {}))} are not kept")
-        return {}, {}
-    return earlier["tritons"], earlier.get("hip_linker", {})
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def test_the_committed_compile_matrix_is_for_these_kernel_sources(tmp_path):
     sm_80, gfx90a, gfx942, gfx950) records the hash of the kernel sources it compiled; a kernel edit makes it
     stale, and this (and .ci/run's --check, before the suite) fails until the matrix is rerun."""
     from fastmi.kernels import compile_matrix
-    assert compile_matrix.stale() is None, compile_matrix.stale()
+    assert compile_matrix.problem() is None, compile_matrix.problem()
     matrix = json.loads((Path(__file__).parents[1] / compile_matrix.OUT).read_text())
     assert list(matrix["tritons"]) == list(compile_matrix.TRITONS)
     assert compile_matrix.failures_in_range(matrix) == {}
